@@ -1,1 +1,63 @@
-//! placeholder
+//! What every VeloFlux HTTP route shares: the error type and the seed's error body, request
+//! ids, JSON extraction with precise errors, security headers, Prometheus metrics, OpenAPI
+//! assembly, and the system, admin and metrics routes.
+//!
+//! Feature crates (identity, sites, billing, ...) build their own `OpenApiRouter`s on top of
+//! this crate; the binary composes them and hands the result to [`finish`]. This crate must
+//! not depend on any feature crate, nor on the edge.
+
+pub mod admin;
+mod envelope;
+mod error;
+mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod system;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+
+pub use envelope::{REQUEST_ID_HEADER, RequestId};
+pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use extract::{Json, Pagination, Path, Query, parse_json};
+pub use metrics::Metrics;
+
+/// Limits that apply to every request of a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a handler may take.
+    pub request_timeout: Duration,
+}
+
+/// Wraps a listener's router with what every response needs: 404 and 405 in the standard
+/// body, body limit, timeout, panic recovery, metrics, request id, security headers and the
+/// access log.
+pub fn finish(router: Router, metrics: Metrics, limits: HttpLimits) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::new(ErrorCode::InternalError, "internal server error").into_response()
+        }))
+        .layer(axum::middleware::from_fn(envelope::envelope))
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+}

@@ -1,0 +1,152 @@
+//! `veloflux serve`: binds every listener, serves, migrates, becomes ready, and shuts down
+//! gracefully on SIGTERM or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+use utoipa_axum::router::OpenApiRouter;
+use veloflux_api::admin::AdminState;
+use veloflux_api::system::System;
+use veloflux_api::{Metrics, openapi};
+use veloflux_identity::IdentityState;
+use veloflux_store::Store;
+
+use crate::cli::{Failure, chain, open_store};
+use crate::config::Config;
+
+/// Runs the server until a shutdown signal, then drains and returns.
+pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
+    crate::logging::init(&config);
+    let store = open_store(&config).await?;
+
+    let mut listeners = Vec::new();
+    for (name, addr) in [("api", config.api_addr), ("admin", config.admin_addr), ("metrics", config.metrics_addr)] {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
+        info!(name = %name, addr = %bound, "listening");
+        listeners.push((name, bound, listener));
+    }
+    let addresses: BTreeMap<&'static str, SocketAddr> = listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
+
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let system = System::new(store.clone(), metrics.clone(), env!("CARGO_PKG_VERSION"), addresses, Vec::new());
+    let apps = build_apps(&config, &store, &system);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    for (name, _, listener) in listeners {
+        let app = apps.get(name).cloned().expect("invariant: every listener has an app");
+        let mut shutdown = shutdown_rx.clone();
+        servers.spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            let result = axum::serve(listener, service)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            (name, result)
+        });
+    }
+
+    if let Err(failure) = prepare(&config, &store).await {
+        error!(error = %failure.message, "start-up failed");
+        let _ = shutdown_tx.send(true);
+        servers.shutdown().await;
+        return Err(failure);
+    }
+    system.mark_ready();
+    info!(version = env!("CARGO_PKG_VERSION"), database = store.backend().as_str(), "ready");
+
+    let outcome = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        Some(joined) = servers.join_next() => match joined {
+            Ok((name, Err(err))) => Err(Failure::runtime(format!("the {name} listener failed: {err}"))),
+            Ok((name, Ok(()))) => Err(Failure::runtime(format!("the {name} listener stopped unexpectedly"))),
+            Err(err) => Err(Failure::runtime(format!("a listener task failed: {err}"))),
+        },
+    };
+
+    info!(grace_period_ms = config.shutdown_grace.as_millis() as u64, "shutting down: draining requests in flight");
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("grace period over; closing the remaining connections");
+        servers.shutdown().await;
+    }
+    store.close().await;
+    info!("stopped");
+    outcome
+}
+
+/// Everything that must be true before the server reports ready.
+async fn prepare(config: &Config, store: &Store) -> Result<(), Failure> {
+    let applied = store.migrate().await.map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
+    info!(applied, "database migrations applied");
+    store.ensure_default_tenant().await.map_err(|e| Failure::runtime(chain(&e)))?;
+    if let Some((email, password)) = &config.bootstrap_admin {
+        let admins = store.count_platform_admins().await.map_err(|e| Failure::runtime(chain(&e)))?;
+        if admins == 0 {
+            let user = veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
+                .await
+                .map_err(|e| Failure::runtime(format!("cannot create the bootstrap admin: {}", chain(&e))))?;
+            info!(user_id = %user.id, email = %user.email, "created the bootstrap platform admin");
+        }
+    }
+    Ok(())
+}
+
+/// The routers of each listener, and the OpenAPI document that describes them all.
+fn build_apps(config: &Config, store: &Store, system: &System) -> BTreeMap<&'static str, Router> {
+    let document = openapi::DocumentCell::new(OnceLock::new());
+    let (api, api_doc) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(veloflux_api::system::router(system.clone()))
+        .merge(veloflux_identity::router(IdentityState::new(store.clone())))
+        .merge(openapi::router(Arc::clone(&document)))
+        .split_for_parts();
+    let (admin, admin_doc) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked())).split_for_parts();
+    let (metrics, metrics_doc) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
+
+    let mut doc = api_doc;
+    doc.merge(admin_doc);
+    doc.merge(metrics_doc);
+    let doc = openapi::finish(doc);
+    let _ = document.set(serde_json::to_string(&doc).unwrap_or_default());
+
+    let finish = |router: Router| veloflux_api::finish(router, system.metrics().clone(), config.http);
+    BTreeMap::from([("api", finish(api)), ("admin", finish(admin)), ("metrics", finish(metrics))])
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("received Ctrl-C"),
+        () = terminate => info!("received SIGTERM"),
+    }
+}
