@@ -28,7 +28,10 @@ pub struct AdminState {
 impl AdminState {
     /// `config` must already be masked; this type only serves it.
     pub fn new(system: System, masked_config: Value) -> AdminState {
-        AdminState { system, config: Arc::new(masked_config) }
+        AdminState {
+            system,
+            config: Arc::new(masked_config),
+        }
     }
 }
 
@@ -82,7 +85,10 @@ pub fn router(state: AdminState) -> OpenApiRouter {
 
 /// Routes of the Prometheus listener.
 pub fn metrics_router(system: System) -> OpenApiRouter {
-    OpenApiRouter::new().routes(routes!(prometheus_metrics)).routes(routes!(crate::system::health)).with_state(system)
+    OpenApiRouter::new()
+        .routes(routes!(prometheus_metrics))
+        .routes(routes!(crate::system::health))
+        .with_state(system)
 }
 
 /// Health and readiness, for operators.
@@ -95,7 +101,13 @@ async fn admin_health(State(state): State<AdminState>) -> impl IntoResponse {
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(AdminHealth { health, ready: state.system.is_ready() }))
+    (
+        status,
+        Json(AdminHealth {
+            health,
+            ready: state.system.is_ready(),
+        }),
+    )
 }
 
 /// Request counts, uptime, database pool and memory.
@@ -109,7 +121,11 @@ async fn admin_metrics(State(state): State<AdminState>) -> Json<AdminMetrics> {
         uptime: format_uptime(system.uptime()),
         requests_total: by_class.values().sum(),
         requests_by_status_class: by_class,
-        database: DatabasePoolStats { backend: system.store().backend().as_str().into(), connections, idle },
+        database: DatabasePoolStats {
+            backend: system.store().backend().as_str().into(),
+            connections,
+            idle,
+        },
         memory_rss_bytes: resident_memory(),
     })
 }
@@ -136,12 +152,18 @@ async fn update_admin_config() -> ApiError {
 #[utoipa::path(post, path = "/admin/reload", tag = "admin",
     responses((status = 501, description = "Not implemented", body = crate::ErrorBody)))]
 async fn admin_reload() -> ApiError {
-    ApiError::new(ErrorCode::NotImplemented, "reloading the configuration is not implemented; restart the process")
+    ApiError::new(
+        ErrorCode::NotImplemented,
+        "reloading the configuration is not implemented; restart the process",
+    )
 }
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 async fn prometheus_metrics(State(system): State<System>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], system.metrics().render())
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        system.metrics().render(),
+    )
 }

@@ -31,7 +31,8 @@ impl RequestId {
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
                 (1..=128).contains(&v.len())
-                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
             });
         match candidate {
             Some(id) => RequestId(id.into()),
@@ -46,7 +47,10 @@ const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("x-xss-protection", "1; mode=block"),
-    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("content-security-policy", "default-src 'self'"),
     ("referrer-policy", "no-referrer"),
 ];
@@ -68,10 +72,16 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
         headers.insert(REQUEST_ID_HEADER, value);
     }
     for (name, value) in SECURITY_HEADERS {
-        headers.entry(name).or_insert(HeaderValue::from_static(value));
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
     }
     span.in_scope(|| {
-        info!(status = response.status().as_u16(), duration_ms = started.elapsed().as_secs_f64() * 1e3, "request completed");
+        info!(
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "request completed"
+        );
     });
     response
 }
@@ -82,7 +92,9 @@ fn render_error(mut response: Response, request_id: &RequestId) -> Response {
     let status = response.status();
     let error = match response.extensions_mut().remove::<ApiError>() {
         Some(error) => error,
-        None if (status.is_client_error() || status.is_server_error()) && !is_json(response.headers()) => {
+        None if (status.is_client_error() || status.is_server_error())
+            && !is_json(response.headers()) =>
+        {
             let code = ErrorCode::for_status(status);
             let message = status.canonical_reason().unwrap_or("error").to_lowercase();
             ApiError::new(code, message).with_status(status)
@@ -91,7 +103,9 @@ fn render_error(mut response: Response, request_id: &RequestId) -> Response {
     };
     if error.status.is_server_error() {
         match &error.cause {
-            Some(cause) => error!(error = %error_chain(cause.as_ref()), code = error.code.as_str(), "request failed"),
+            Some(cause) => {
+                error!(error = %error_chain(cause.as_ref()), code = error.code.as_str(), "request failed")
+            }
             None => warn!(code = error.code.as_str(), message = %error.message, "request failed"),
         }
     }
@@ -105,9 +119,17 @@ fn render_error(mut response: Response, request_id: &RequestId) -> Response {
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let (mut parts, _) = response.into_parts();
-    parts.status = if error.status == StatusCode::OK { StatusCode::INTERNAL_SERVER_ERROR } else { error.status };
-    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts.status = if error.status == StatusCode::OK {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        error.status
+    };
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     Response::from_parts(parts, Body::from(bytes))
 }
 
@@ -119,7 +141,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// `outer: inner: innermost`, the way people read a cause chain.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

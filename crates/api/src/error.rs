@@ -131,7 +131,9 @@ impl ErrorCode {
     /// a body limit), so that those responses carry the standard body too.
     pub fn for_status(status: StatusCode) -> ErrorCode {
         match status {
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::ValidationError,
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                ErrorCode::ValidationError
+            }
             StatusCode::UNAUTHORIZED => ErrorCode::InvalidToken,
             StatusCode::FORBIDDEN => ErrorCode::InsufficientPermissions,
             StatusCode::NOT_FOUND => ErrorCode::NotFound,
@@ -225,8 +227,11 @@ impl ApiError {
 
     /// A 422 naming the field that failed a validation rule.
     pub fn invalid(field: &str, invalid: &Invalid) -> Self {
-        ApiError::new(ErrorCode::ValidationError, format!("{field}: {}", invalid.message))
-            .with_details(json!({"field": field, "constraint": invalid.constraint}))
+        ApiError::new(
+            ErrorCode::ValidationError,
+            format!("{field}: {}", invalid.message),
+        )
+        .with_details(json!({"field": field, "constraint": invalid.constraint}))
     }
 
     /// A 500 that keeps its cause for the log and tells the client nothing about it.
@@ -254,7 +259,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "resource not found"),
-            StoreError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, "resource already exists"),
+            StoreError::Conflict { .. } => {
+                ApiError::new(ErrorCode::Conflict, "resource already exists")
+            }
             other => ApiError::internal(other),
         }
     }

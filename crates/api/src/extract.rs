@@ -4,8 +4,9 @@
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONNECTION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -34,12 +35,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 let v = v.trim();
                 v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
             });
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| match rejection {
-            BytesRejection::FailedToBufferBody(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-            }
-            other => ApiError::new(ErrorCode::ValidationError, other.body_text()).with_status(StatusCode::BAD_REQUEST),
-        })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(_)
+                        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                    {
+                        // The rest of the body is never read, so the connection cannot carry another
+                        // request; saying so keeps clients from reusing it.
+                        ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                            .with_header(CONNECTION, HeaderValue::from_static("close"))
+                    }
+                    other => ApiError::new(ErrorCode::ValidationError, other.body_text())
+                        .with_status(StatusCode::BAD_REQUEST),
+                })?;
         if json_content != Some(true) {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
@@ -66,26 +76,52 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         if inner.is_data() {
             let message = inner.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
             let field = missing_field(&message)
-                .map(|missing| if path == "." { missing.to_owned() } else { format!("{path}.{missing}") })
+                .map(|missing| {
+                    if path == "." {
+                        missing.to_owned()
+                    } else {
+                        format!("{path}.{missing}")
+                    }
+                })
                 .unwrap_or(path);
-            let constraint = if message.starts_with("missing field") { "required" } else { "type" };
+            let constraint = if message.starts_with("missing field") {
+                "required"
+            } else {
+                "type"
+            };
             ApiError::new(ErrorCode::ValidationError, format!("{field}: {message}"))
                 .with_details(json!({"field": field, "constraint": constraint}))
         } else {
             ApiError::new(
                 ErrorCode::ValidationError,
-                format!("malformed JSON at line {} column {}: {}", inner.line(), inner.column(), syntax_reason(&inner)),
+                format!(
+                    "malformed JSON at line {} column {}: {}",
+                    inner.line(),
+                    inner.column(),
+                    syntax_reason(&inner)
+                ),
             )
             .with_status(StatusCode::BAD_REQUEST)
             .with_details(json!({"line": inner.line(), "column": inner.column()}))
         }
     })?;
     deserializer.end().map_err(|err| {
-        ApiError::new(ErrorCode::ValidationError, format!("malformed JSON at line {} column {}: trailing characters", err.line(), err.column()))
-            .with_status(StatusCode::BAD_REQUEST)
-            .with_details(json!({"line": err.line(), "column": err.column()}))
+        ApiError::new(
+            ErrorCode::ValidationError,
+            format!(
+                "malformed JSON at line {} column {}: trailing characters",
+                err.line(),
+                err.column()
+            ),
+        )
+        .with_status(StatusCode::BAD_REQUEST)
+        .with_details(json!({"line": err.line(), "column": err.column()}))
     })?;
     Ok(value)
 }
@@ -111,7 +147,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .await
             .map(|axum::extract::Query(value)| Query(value))
             .map_err(|rejection| {
-                ApiError::new(ErrorCode::ValidationError, rejection.body_text()).with_status(StatusCode::BAD_REQUEST)
+                ApiError::new(ErrorCode::ValidationError, rejection.body_text())
+                    .with_status(StatusCode::BAD_REQUEST)
             })
     }
 }
@@ -128,7 +165,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|axum::extract::Path(value)| Path(value))
             .map_err(|rejection| {
-                ApiError::new(ErrorCode::ValidationError, rejection.body_text()).with_status(StatusCode::BAD_REQUEST)
+                ApiError::new(ErrorCode::ValidationError, rejection.body_text())
+                    .with_status(StatusCode::BAD_REQUEST)
             })
     }
 }
@@ -153,9 +191,14 @@ impl Pagination {
                 ErrorCode::ValidationError,
                 format!("limit must be between 1 and {}", PageRequest::MAX_LIMIT),
             )
-            .with_details(json!({"field": "limit", "constraint": "range", "provided_value": limit})));
+            .with_details(
+                json!({"field": "limit", "constraint": "range", "provided_value": limit}),
+            ));
         }
-        Ok(PageRequest { limit: self.limit, cursor: self.cursor })
+        Ok(PageRequest {
+            limit: self.limit,
+            cursor: self.cursor,
+        })
     }
 }
 
@@ -181,17 +224,29 @@ mod tests {
         let err = parse_json::<Register>(b"{\n  \"email\": \"a\",,\n}").unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(err.details, Some(json!({"line": 2, "column": 16})));
-        assert!(err.message.starts_with("malformed JSON at line 2 column 16"), "{}", err.message);
+        assert!(
+            err.message
+                .starts_with("malformed JSON at line 2 column 16"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn wrong_values_are_422_naming_the_field() {
-        let err = parse_json::<Register>(br#"{"email": "a", "profile": {"age": "x"}}"#).unwrap_err();
+        let err =
+            parse_json::<Register>(br#"{"email": "a", "profile": {"age": "x"}}"#).unwrap_err();
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(err.details, Some(json!({"field": "profile.age", "constraint": "type"})));
+        assert_eq!(
+            err.details,
+            Some(json!({"field": "profile.age", "constraint": "type"}))
+        );
 
         let err = parse_json::<Register>(br#"{"profile": {"age": 3}}"#).unwrap_err();
-        assert_eq!(err.details, Some(json!({"field": "email", "constraint": "required"})));
+        assert_eq!(
+            err.details,
+            Some(json!({"field": "email", "constraint": "required"}))
+        );
         assert_eq!(err.message, "email: missing field `email`");
     }
 
@@ -203,8 +258,31 @@ mod tests {
 
     #[test]
     fn page_sizes_are_bounded() {
-        assert!(Pagination { limit: Some(0), cursor: None }.into_request().is_err());
-        assert!(Pagination { limit: Some(501), cursor: None }.into_request().is_err());
-        assert_eq!(Pagination { limit: Some(10), cursor: None }.into_request().unwrap().limit, Some(10));
+        assert!(
+            Pagination {
+                limit: Some(0),
+                cursor: None
+            }
+            .into_request()
+            .is_err()
+        );
+        assert!(
+            Pagination {
+                limit: Some(501),
+                cursor: None
+            }
+            .into_request()
+            .is_err()
+        );
+        assert_eq!(
+            Pagination {
+                limit: Some(10),
+                cursor: None
+            }
+            .into_request()
+            .unwrap()
+            .limit,
+            Some(10)
+        );
     }
 }

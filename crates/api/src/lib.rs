@@ -21,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 
-pub use envelope::{REQUEST_ID_HEADER, RequestId};
+pub use envelope::{REQUEST_ID_HEADER, RequestId, error_chain};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use extract::{Json, Pagination, Path, Query, parse_json};
 pub use metrics::Metrics;
@@ -47,17 +47,28 @@ pub fn finish(router: Router, metrics: Metrics, limits: HttpLimits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::new(ErrorCode::InternalError, "internal server error").into_response()
-        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::new(ErrorCode::InternalError, "internal server error").into_response()
+            },
+        ))
         .layer(axum::middleware::from_fn(envelope::envelope))
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
 }
 
 async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no route for {method} {}", uri.path()))
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
 }
 
 async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }

@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::HttpBody as _;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::body::HttpBody as _;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// The label for requests that matched no route, so that unknown paths cannot grow the
 /// label set.
@@ -39,25 +41,43 @@ impl Metrics {
     pub fn new(version: &str) -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests served, by method, route template and status."),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests served, by method, route template and status.",
+            ),
             &["method", "endpoint", "status"],
         )
         .expect("invariant: metric definition is valid");
         let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to produce the response head, in seconds.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to produce the response head, in seconds.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["method", "endpoint"],
         )
         .expect("invariant: metric definition is valid");
         let size = HistogramVec::new(
-            HistogramOpts::new("http_response_size_bytes", "Size of response bodies, in bytes.")
-                .buckets(prometheus::exponential_buckets(64.0, 4.0, 10).expect("invariant: buckets are valid")),
+            HistogramOpts::new(
+                "http_response_size_bytes",
+                "Size of response bodies, in bytes.",
+            )
+            .buckets(
+                prometheus::exponential_buckets(64.0, 4.0, 10)
+                    .expect("invariant: buckets are valid"),
+            ),
             &["method", "endpoint"],
         )
         .expect("invariant: metric definition is valid");
         let build_info = IntGauge::with_opts(
-            Opts::new("veloflux_build_info", "Always 1; the labels describe the running build.")
-                .const_label("version", version),
+            Opts::new(
+                "veloflux_build_info",
+                "Always 1; the labels describe the running build.",
+            )
+            .const_label("version", version),
         )
         .expect("invariant: metric definition is valid");
         build_info.set(1);
@@ -67,9 +87,18 @@ impl Metrics {
             Box::new(size.clone()),
             Box::new(build_info),
         ] {
-            registry.register(collector).expect("invariant: names are unique in a new registry");
+            registry
+                .register(collector)
+                .expect("invariant: names are unique in a new registry");
         }
-        Metrics { inner: Arc::new(Inner { registry, requests, duration, size }) }
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                duration,
+                size,
+            }),
+        }
     }
 
     /// The registry, for other parts of the process to add their collectors.
@@ -102,7 +131,11 @@ impl Metrics {
                     .unwrap_or_default();
                 let class = format!("{}xx", status.chars().next().unwrap_or('?'));
                 // Counter values are integral; the float holds them exactly below 2^53.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "integral counter")]
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "integral counter"
+                )]
                 let value = metric.get_counter().get_value() as u64;
                 *classes.entry(class).or_insert(0) += value;
             }
@@ -112,11 +145,20 @@ impl Metrics {
 
     fn observe(&self, method: &str, endpoint: &str, status: u16, seconds: f64, size: Option<u64>) {
         let inner = &self.inner;
-        inner.requests.with_label_values(&[method, endpoint, &status.to_string()]).inc();
-        inner.duration.with_label_values(&[method, endpoint]).observe(seconds);
+        inner
+            .requests
+            .with_label_values(&[method, endpoint, &status.to_string()])
+            .inc();
+        inner
+            .duration
+            .with_label_values(&[method, endpoint])
+            .observe(seconds);
         if let Some(size) = size {
             #[allow(clippy::cast_precision_loss, reason = "sizes far below 2^53")]
-            inner.size.with_label_values(&[method, endpoint]).observe(size as f64);
+            inner
+                .size
+                .with_label_values(&[method, endpoint])
+                .observe(size as f64);
         }
     }
 }
@@ -135,7 +177,13 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .or_else(|| response.body().size_hint().exact());
-    metrics.observe(method, &endpoint, response.status().as_u16(), started.elapsed().as_secs_f64(), size);
+    metrics.observe(
+        method,
+        &endpoint,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+        size,
+    );
     response
 }
 

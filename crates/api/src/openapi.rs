@@ -51,7 +51,9 @@ impl Modify for DefaultErrors {
             .description("Any failure, as the standard error body")
             .content(
                 "application/json",
-                utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build(),
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
             )
             .build();
         for item in doc.paths.paths.values_mut() {
@@ -81,7 +83,9 @@ pub type DocumentCell = Arc<OnceLock<String>>;
 
 /// The route that serves the document.
 pub fn router(cell: DocumentCell) -> OpenApiRouter {
-    OpenApiRouter::new().routes(routes!(openapi_json)).with_state(cell)
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .with_state(cell)
 }
 
 /// This OpenAPI 3.1 document.
@@ -89,7 +93,10 @@ pub fn router(cell: DocumentCell) -> OpenApiRouter {
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 async fn openapi_json(State(cell): State<DocumentCell>) -> Result<impl IntoResponse, ApiError> {
     let doc = cell.get().ok_or_else(|| {
-        ApiError::new(crate::ErrorCode::ServiceUnavailable, "the API description is being assembled")
+        ApiError::new(
+            crate::ErrorCode::ServiceUnavailable,
+            "the API description is being assembled",
+        )
     })?;
     Ok(([(CONTENT_TYPE, "application/json")], doc.clone()))
 }

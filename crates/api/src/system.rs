@@ -145,7 +145,10 @@ impl System {
             };
             (probe.name().to_owned(), if healthy { "healthy" } else { "unhealthy" }.to_owned())
         });
-        let components: BTreeMap<String, String> = futures_util::future::join_all(checks).await.into_iter().collect();
+        let components: BTreeMap<String, String> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect();
         let healthy = components.values().all(|s| s == "healthy");
         HealthReport {
             status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
@@ -178,7 +181,11 @@ pub struct HealthReport {
 
 impl IntoResponse for HealthReport {
     fn into_response(self) -> Response {
-        let status = if self.status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status = if self.status == "healthy" {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         (status, Json(self)).into_response()
     }
 }
@@ -271,9 +278,14 @@ pub async fn health(State(system): State<System>) -> HealthReport {
     responses((status = 200, body = ReadyReport), (status = 503, body = crate::ErrorBody)))]
 pub async fn ready(State(system): State<System>) -> Result<Json<ReadyReport>, ApiError> {
     if system.is_ready() {
-        Ok(Json(ReadyReport { status: "ready".into() }))
+        Ok(Json(ReadyReport {
+            status: "ready".into(),
+        }))
     } else {
-        Err(ApiError::new(ErrorCode::ServiceUnavailable, "starting: database migrations are not applied yet"))
+        Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "starting: database migrations are not applied yet",
+        ))
     }
 }
 
@@ -285,18 +297,30 @@ pub async fn status(State(system): State<System>) -> Json<StatusReport> {
         status: if ready { "running" } else { "starting" }.into(),
         version: system.version().into(),
         ready,
-        started_at: system.inner.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        started_at: system
+            .inner
+            .started_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
         uptime: format_uptime(system.uptime()),
         uptime_seconds: system.uptime().as_secs(),
         database: system.store().backend().as_str().into(),
-        listeners: system.inner.listeners.iter().map(|(k, v)| ((*k).to_owned(), v.to_string())).collect(),
+        listeners: system
+            .inner
+            .listeners
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+            .collect(),
     })
 }
 
 /// The version of the binary and of the API.
 #[utoipa::path(get, path = "/api/version", tag = "system", responses((status = 200, body = VersionReport)))]
 pub async fn version(State(system): State<System>) -> Json<VersionReport> {
-    Json(VersionReport { name: "veloflux".into(), version: system.version().into(), api_version: "v1".into() })
+    Json(VersionReport {
+        name: "veloflux".into(),
+        version: system.version().into(),
+        api_version: "v1".into(),
+    })
 }
 
 /// Host and process facts.
@@ -309,7 +333,10 @@ pub async fn system_info(State(system): State<System>) -> Json<SystemInfo> {
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         pid: std::process::id(),
         memory_rss_bytes: resident_memory(),
-        started_at: system.inner.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        started_at: system
+            .inner
+            .started_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
         uptime_seconds: system.uptime().as_secs(),
         version: system.version().into(),
         database: system.store().backend().as_str().into(),
@@ -347,7 +374,10 @@ mod tests {
 
     #[test]
     fn uptime_reads_like_the_seed() {
-        assert_eq!(format_uptime(Duration::from_secs(72 * 3600 + 30 * 60 + 15)), "72h30m15s");
+        assert_eq!(
+            format_uptime(Duration::from_secs(72 * 3600 + 30 * 60 + 15)),
+            "72h30m15s"
+        );
         assert_eq!(format_uptime(Duration::from_secs(5)), "0h0m5s");
     }
 }

@@ -15,7 +15,10 @@ impl Email {
             return Err(Invalid::new("required", "email is required"));
         }
         if text.len() > 254 {
-            return Err(Invalid::new("max_length", "email must be at most 254 characters"));
+            return Err(Invalid::new(
+                "max_length",
+                "email must be at most 254 characters",
+            ));
         }
         let bad = || Invalid::new("format", "email must look like name@example.com");
         let (local, domain) = text.rsplit_once('@').ok_or_else(bad)?;
@@ -26,7 +29,9 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && !text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+            && !text
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
             && !local.contains('@');
         if !well_formed {
             return Err(bad());
@@ -52,12 +57,24 @@ mod tests {
 
     #[test]
     fn normalises_case_and_whitespace() {
-        assert_eq!(Email::parse("  Maria@Exemplo.COM ").unwrap().as_str(), "maria@exemplo.com");
+        assert_eq!(
+            Email::parse("  Maria@Exemplo.COM ").unwrap().as_str(),
+            "maria@exemplo.com"
+        );
     }
 
     #[test]
     fn rejects_malformed_addresses() {
-        for raw in ["maria", "@exemplo.com", "maria@", "maria@exemplo", "ma ria@x.com", "a@b@c.com", "a@.com", "a@x..com"] {
+        for raw in [
+            "maria",
+            "@exemplo.com",
+            "maria@",
+            "maria@exemplo",
+            "ma ria@x.com",
+            "a@b@c.com",
+            "a@.com",
+            "a@x..com",
+        ] {
             assert_eq!(Email::parse(raw).unwrap_err().constraint, "format", "{raw}");
         }
         assert_eq!(Email::parse(" ").unwrap_err().constraint, "required");

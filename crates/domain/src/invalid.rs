@@ -15,7 +15,10 @@ pub struct Invalid {
 impl Invalid {
     /// Builds a rejection for `constraint` with an explanation.
     pub fn new(constraint: &'static str, message: impl Into<String>) -> Self {
-        Self { constraint, message: message.into() }
+        Self {
+            constraint,
+            message: message.into(),
+        }
     }
 }
 

@@ -5,13 +5,53 @@ use crate::Invalid;
 /// The most common passwords in public breach corpora, lower-cased. A password equal to one
 /// of these (ignoring case) is refused whatever its length.
 const COMMON: &[&str] = &[
-    "password", "password1", "password123", "12345678", "123456789", "1234567890", "qwertyuiop",
-    "qwerty123", "iloveyou", "sunshine", "princess", "football", "baseball", "welcome1",
-    "admin123", "letmein1", "trustno1", "11111111", "00000000", "abc12345", "passw0rd",
-    "superman", "starwars", "whatever", "qwerty12", "1q2w3e4r", "1qaz2wsx", "zaq12wsx",
-    "senha123", "senha1234", "mudar123", "changeme", "changeme1", "administrator", "p@ssw0rd",
-    "12341234", "87654321", "asdfghjk", "asdfasdf", "computer", "internet", "michelle",
-    "jennifer", "12121212", "aaaaaaaa", "veloflux", "veloflux1",
+    "password",
+    "password1",
+    "password123",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "qwerty123",
+    "iloveyou",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "welcome1",
+    "admin123",
+    "letmein1",
+    "trustno1",
+    "11111111",
+    "00000000",
+    "abc12345",
+    "passw0rd",
+    "superman",
+    "starwars",
+    "whatever",
+    "qwerty12",
+    "1q2w3e4r",
+    "1qaz2wsx",
+    "zaq12wsx",
+    "senha123",
+    "senha1234",
+    "mudar123",
+    "changeme",
+    "changeme1",
+    "administrator",
+    "p@ssw0rd",
+    "12341234",
+    "87654321",
+    "asdfghjk",
+    "asdfasdf",
+    "computer",
+    "internet",
+    "michelle",
+    "jennifer",
+    "12121212",
+    "aaaaaaaa",
+    "veloflux",
+    "veloflux1",
 ];
 
 /// A password that satisfies the account policy. It never prints its contents.
@@ -43,7 +83,10 @@ impl Password {
             ));
         }
         if COMMON.contains(&raw.to_lowercase().as_str()) {
-            return Err(Invalid::new("common_password", "this password is too common; choose another"));
+            return Err(Invalid::new(
+                "common_password",
+                "this password is too common; choose another",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -67,9 +110,18 @@ mod tests {
     #[test]
     fn enforces_length_and_common_passwords() {
         assert_eq!(Password::parse("").unwrap_err().constraint, "required");
-        assert_eq!(Password::parse("short").unwrap_err().constraint, "min_length");
-        assert_eq!(Password::parse(&"x".repeat(129)).unwrap_err().constraint, "max_length");
-        assert_eq!(Password::parse("Password123").unwrap_err().constraint, "common_password");
+        assert_eq!(
+            Password::parse("short").unwrap_err().constraint,
+            "min_length"
+        );
+        assert_eq!(
+            Password::parse(&"x".repeat(129)).unwrap_err().constraint,
+            "max_length"
+        );
+        assert_eq!(
+            Password::parse("Password123").unwrap_err().constraint,
+            "common_password"
+        );
         assert!(Password::parse("senha_segura").is_ok());
     }
 

@@ -25,7 +25,9 @@ pub async fn create_platform_admin(
     password: Password,
 ) -> Result<User, AccountError> {
     let default_tenant = store.ensure_default_tenant().await?;
-    let password_hash = hash_password(password).await.map_err(|_| AccountError::Hashing)?;
+    let password_hash = hash_password(password)
+        .await
+        .map_err(|_| AccountError::Hashing)?;
     let new = NewUser {
         email: email.clone(),
         first_name: String::new(),
@@ -33,8 +35,13 @@ pub async fn create_platform_admin(
         password_hash: Some(password_hash),
         platform_role: Some(PlatformRole::Admin),
     };
-    let user = match store.create_user_in_tenant(&new, default_tenant, Role::Owner).await {
-        Err(StoreError::Conflict { .. }) => return Err(AccountError::EmailTaken(email.to_string())),
+    let user = match store
+        .create_user_in_tenant(&new, default_tenant, Role::Owner)
+        .await
+    {
+        Err(StoreError::Conflict { .. }) => {
+            return Err(AccountError::EmailTaken(email.to_string()));
+        }
         other => other?,
     };
     store

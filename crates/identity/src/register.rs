@@ -68,7 +68,9 @@ pub struct RegisterResponse {
 }
 
 pub(crate) fn routes() -> OpenApiRouter<IdentityState> {
-    OpenApiRouter::new().routes(routes!(register)).routes(routes!(register_api))
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(register_api))
 }
 
 /// Creates an account, and a tenant it owns unless `tenant_id` names one to join.
@@ -104,8 +106,10 @@ async fn register_account(
     body: RegisterRequest,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
-    let password = Password::parse(&body.password).map_err(|e| ApiError::invalid("password", &e))?;
-    let first_name = person_name(&body.first_name).map_err(|e| ApiError::invalid("first_name", &e))?;
+    let password =
+        Password::parse(&body.password).map_err(|e| ApiError::invalid("password", &e))?;
+    let first_name =
+        person_name(&body.first_name).map_err(|e| ApiError::invalid("first_name", &e))?;
     let last_name = person_name(&body.last_name).map_err(|e| ApiError::invalid("last_name", &e))?;
     let tenant_id = body
         .tenant_id
@@ -130,14 +134,19 @@ async fn register_account(
         }
     }
 
-    let password_hash = hash_password(password).await.map_err(|_| {
-        ApiError::new(ErrorCode::InternalError, "internal server error")
-    })?;
-    let new_user = NewUser { email, first_name, last_name, password_hash: Some(password_hash), platform_role: None };
+    let password_hash = hash_password(password).await.map_err(ApiError::internal)?;
+    let new_user = NewUser {
+        email,
+        first_name,
+        last_name,
+        password_hash: Some(password_hash),
+        platform_role: None,
+    };
     let created = match tenant_id {
-        Some(tenant_id) => {
-            store.create_user_in_tenant(&new_user, tenant_id, Role::Member).await.map(|user| (user, tenant_id, Role::Member))
-        }
+        Some(tenant_id) => store
+            .create_user_in_tenant(&new_user, tenant_id, Role::Member)
+            .await
+            .map(|user| (user, tenant_id, Role::Member)),
         None => {
             let name = format!("{} {}", new_user.first_name, new_user.last_name);
             let tenant = NewTenant {
@@ -145,15 +154,22 @@ async fn register_account(
                 plan: Plan::Free,
                 settings: json!({}),
             };
-            store.create_user_with_tenant(&new_user, &tenant).await.map(|(user, tenant)| (user, tenant.id, Role::Owner))
+            store
+                .create_user_with_tenant(&new_user, &tenant)
+                .await
+                .map(|(user, tenant)| (user, tenant.id, Role::Owner))
         }
     };
     let (user, tenant_id, role) = match created {
         Err(StoreError::Conflict { .. }) => {
-            return Err(ApiError::new(ErrorCode::Conflict, "this e-mail is already registered")
-                .with_details(json!({"field": "email", "constraint": "unique"})));
+            return Err(
+                ApiError::new(ErrorCode::Conflict, "this e-mail is already registered")
+                    .with_details(json!({"field": "email", "constraint": "unique"})),
+            );
         }
-        Err(StoreError::NotFound) => return Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found")),
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found"));
+        }
         other => other?,
     };
 
@@ -184,7 +200,9 @@ async fn register_account(
                 role: role.as_str().into(),
                 first_name: user.first_name,
                 last_name: user.last_name,
-                created_at: user.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                created_at: user
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             },
         }),
     ))
@@ -200,7 +218,10 @@ fn person_name(raw: &str) -> Result<String, Invalid> {
         return Err(Invalid::new("max_length", "must be at most 100 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(Invalid::new("format", "must not contain control characters"));
+        return Err(Invalid::new(
+            "format",
+            "must not contain control characters",
+        ));
     }
     Ok(name.to_owned())
 }

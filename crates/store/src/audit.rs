@@ -3,8 +3,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use veloflux_domain::{TenantId, UserId};
 
-use crate::{Page, PageRequest, Store, StoreError, time};
 use crate::error::corrupt;
+use crate::{Page, PageRequest, Store, StoreError, time};
 
 /// Something security-relevant that happened: a sign-in, a role change, a configuration edit.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,17 +82,18 @@ impl Store {
         tenant: Option<TenantId>,
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        const COLUMNS: &str =
-            "SELECT id, tenant_id, actor_user_id, action, target, ip, details, created_at FROM audit_log";
+        const COLUMNS: &str = "SELECT id, tenant_id, actor_user_id, action, target, ip, details, created_at FROM audit_log";
         let limit = i64::from(page.limit()) + 1;
         let rows = match tenant {
             Some(tenant) => {
-                sqlx::query(&format!("{COLUMNS} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"))
-                    .bind(tenant.to_string())
-                    .bind(page.after())
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(&format!(
+                    "{COLUMNS} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(tenant.to_string())
+                .bind(page.after())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
             }
             None => {
                 sqlx::query(&format!("{COLUMNS} WHERE id > $1 ORDER BY id LIMIT $2"))
@@ -102,7 +103,10 @@ impl Store {
                     .await?
             }
         };
-        let entries = rows.iter().map(audit_from_row).collect::<Result<Vec<_>, _>>()?;
+        let entries = rows
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(entries, |e| e.id.clone()))
     }
 }

@@ -3,8 +3,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use veloflux_domain::{Plan, TenantId, TenantName, TenantStatus};
 
-use crate::{Page, PageRequest, Store, StoreError, time};
 use crate::error::corrupt;
+use crate::{Page, PageRequest, Store, StoreError, time};
 
 /// A tenant as stored, with the number of its members.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,12 +77,17 @@ impl Store {
 
     /// Lists every tenant (for platform administrators), oldest first.
     pub async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>, StoreError> {
-        let rows = sqlx::query(&format!("{SELECT_TENANT} WHERE t.id > $1 ORDER BY t.id LIMIT $2"))
-            .bind(page.after())
-            .bind(i64::from(page.limit()) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let tenants = rows.iter().map(tenant_from_row).collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(&format!(
+            "{SELECT_TENANT} WHERE t.id > $1 ORDER BY t.id LIMIT $2"
+        ))
+        .bind(page.after())
+        .bind(i64::from(page.limit()) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let tenants = rows
+            .iter()
+            .map(tenant_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(tenants, |t| t.id.to_string()))
     }
 
@@ -146,14 +151,16 @@ impl Store {
                 }
             }
         }
-        sqlx::query("UPDATE tenants SET name = $1, plan = $2, status = $3, settings = $4 WHERE id = $5")
-            .bind(name)
-            .bind(plan)
-            .bind(status)
-            .bind(settings.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE tenants SET name = $1, plan = $2, status = $3, settings = $4 WHERE id = $5",
+        )
+        .bind(name)
+        .bind(plan)
+        .bind(status)
+        .bind(settings.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.tenant(id).await
     }

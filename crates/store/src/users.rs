@@ -3,9 +3,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use veloflux_domain::{Email, PlatformRole, Role, TenantId, UserId};
 
+use crate::error::corrupt;
 use crate::tenants::insert_tenant;
 use crate::{NewTenant, Page, PageRequest, Store, StoreError, Tenant, time};
-use crate::error::corrupt;
 
 /// A user account as stored. The password hash is never part of it; see
 /// [`Store::password_hash`].
@@ -102,32 +102,38 @@ impl Store {
     ) -> Result<User, StoreError> {
         let mut tx = self.pool.begin().await?;
         let user_id = insert_user(&mut tx, user).await?;
-        insert_membership(&mut tx, tenant_id, user_id, role).await.map_err(|err| match err {
-            // The only foreign key that can fail here is the tenant's.
-            StoreError::Database(_) => StoreError::NotFound,
-            other => other,
-        })?;
+        insert_membership(&mut tx, tenant_id, user_id, role)
+            .await
+            .map_err(|err| match err {
+                // The only foreign key that can fail here is the tenant's.
+                StoreError::Database(_) => StoreError::NotFound,
+                other => other,
+            })?;
         tx.commit().await?;
         self.user(user_id).await
     }
 
     /// Reads one user.
     pub async fn user(&self, id: UserId) -> Result<User, StoreError> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         user_from_row(&row)
     }
 
     /// Finds a user by e-mail address.
     pub async fn user_by_email(&self, email: &Email) -> Result<User, StoreError> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1"))
-            .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         user_from_row(&row)
     }
 
@@ -142,21 +148,28 @@ impl Store {
 
     /// Lists every user (for platform administrators), oldest first.
     pub async fn list_users(&self, page: &PageRequest) -> Result<Page<User>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id > $1 ORDER BY u.id LIMIT $2"))
-            .bind(page.after())
-            .bind(i64::from(page.limit()) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id > $1 ORDER BY u.id LIMIT $2"
+        ))
+        .bind(page.after())
+        .bind(i64::from(page.limit()) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(users, |u| u.id.to_string()))
     }
 
     /// Number of platform administrators.
     pub async fn count_platform_admins(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE platform_role = $1")
-            .bind(PlatformRole::Admin.as_str())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE platform_role = $1")
+                .bind(PlatformRole::Admin.as_str())
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Adds `user` to `tenant` with `role`; an existing membership is a `Conflict`.
@@ -211,14 +224,20 @@ impl Store {
     }
 
     /// The role of `user` in `tenant`, or `None` when the user is not a member.
-    pub async fn role_in(&self, tenant: TenantId, user: UserId) -> Result<Option<Role>, StoreError> {
-        let raw: Option<String> =
-            sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
-                .bind(tenant.to_string())
-                .bind(user.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        raw.map(|r| Role::parse(&r).map_err(|e| StoreError::Corrupt(e.message))).transpose()
+    pub async fn role_in(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<Role>, StoreError> {
+        let raw: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        raw.map(|r| Role::parse(&r).map_err(|e| StoreError::Corrupt(e.message)))
+            .transpose()
     }
 
     /// Records a successful sign-in.
@@ -262,13 +281,15 @@ async fn insert_membership(
     user: UserId,
     role: Role,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(tenant.to_string())
-        .bind(user.to_string())
-        .bind(role.as_str())
-        .bind(time::encode(time::now()))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant.to_string())
+    .bind(user.to_string())
+    .bind(role.as_str())
+    .bind(time::encode(time::now()))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -295,7 +316,8 @@ fn membership_from_row(row: &AnyRow) -> Result<Membership, StoreError> {
             .map_err(corrupt("membership tenant"))?,
         user_id: UserId::parse(&row.try_get::<String, _>("user_id")?)
             .map_err(corrupt("membership user"))?,
-        role: Role::parse(&row.try_get::<String, _>("role")?).map_err(corrupt("membership role"))?,
+        role: Role::parse(&row.try_get::<String, _>("role")?)
+            .map_err(corrupt("membership role"))?,
         created_at: time::decode(&row.try_get::<String, _>("created_at")?)?,
     })
 }

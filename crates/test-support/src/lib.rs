@@ -28,7 +28,10 @@ impl TestDatabase {
     pub fn sqlite() -> TestDatabase {
         let dir = tempfile::tempdir().expect("invariant: the temp dir is writable");
         let url = format!("sqlite://{}/veloflux.db", dir.path().display());
-        TestDatabase { url, kind: Kind::Sqlite { dir } }
+        TestDatabase {
+            url,
+            kind: Kind::Sqlite { dir },
+        }
     }
 
     /// A new, empty PostgreSQL database on the server of `TEST_DATABASE_URL`, or `None` (with
@@ -41,7 +44,9 @@ impl TestDatabase {
                     std::env::var("CI").as_deref() != Ok("true"),
                     "TEST_DATABASE_URL must be set under CI=true"
                 );
-                eprintln!("notice: TEST_DATABASE_URL is unset; skipping the PostgreSQL half of this test");
+                eprintln!(
+                    "notice: TEST_DATABASE_URL is unset; skipping the PostgreSQL half of this test"
+                );
                 return None;
             }
         };
@@ -54,7 +59,10 @@ impl TestDatabase {
             .expect("creating a test database");
         conn.close().await.ok();
         let url = with_database(&server_url, &name);
-        Some(TestDatabase { url, kind: Kind::Postgres { server_url, name } })
+        Some(TestDatabase {
+            url,
+            kind: Kind::Postgres { server_url, name },
+        })
     }
 
     /// The connection URL for the store.
@@ -73,12 +81,17 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Kind::Postgres { server_url, name } = &self.kind else { return };
+        let Kind::Postgres { server_url, name } = &self.kind else {
+            return;
+        };
         let (server_url, name) = (server_url.clone(), name.clone());
         // Drop runs inside the test's runtime, which must not be blocked on; a short-lived
         // thread with its own runtime removes the database.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut conn = PgConnection::connect(&server_url).await.ok()?;
                 conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
@@ -114,8 +127,14 @@ mod tests {
 
     #[test]
     fn swaps_the_database_name() {
-        assert_eq!(with_database("postgres://u@127.0.0.1:5432/test", "x"), "postgres://u@127.0.0.1:5432/x");
-        assert_eq!(with_database("postgres://127.0.0.1", "x"), "postgres://127.0.0.1/x");
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5432/test", "x"),
+            "postgres://u@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://127.0.0.1", "x"),
+            "postgres://127.0.0.1/x"
+        );
         assert_eq!(
             with_database("postgres://127.0.0.1/test?sslmode=disable", "x"),
             "postgres://127.0.0.1/x?sslmode=disable"

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use veloflux_api::error_chain as chain;
 use veloflux_domain::{Email, Password};
 use veloflux_store::Store;
 
@@ -31,7 +32,10 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     fn sources(&self) -> Sources {
-        Sources { file: self.config.clone(), data_dir: self.data_dir.clone() }
+        Sources {
+            file: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+        }
     }
 }
 
@@ -81,11 +85,17 @@ pub struct Failure {
 
 impl Failure {
     pub(crate) fn usage(message: impl Into<String>) -> Failure {
-        Failure { code: EXIT_USAGE, message: message.into() }
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn runtime(message: impl Into<String>) -> Failure {
-        Failure { code: EXIT_FAILURE, message: message.into() }
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
     }
 }
 
@@ -93,40 +103,67 @@ impl Failure {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Config(ConfigCommand::Check(args)) => {
-            let config = Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let config =
+                Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             let shown = serde_json::to_string_pretty(&config.masked()).unwrap_or_default();
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "configuration is valid\n{shown}");
             Ok(())
         }
         Command::Serve(args) => {
-            let config = Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let config =
+                Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             runtime()?.block_on(crate::serve::serve(config))
         }
         Command::Migrate(args) => {
-            let config = Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let config =
+                Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             crate::logging::init(&config);
             runtime()?.block_on(async {
                 let store = open_store(&config).await?;
-                let applied = store.migrate().await.map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
-                store.ensure_default_tenant().await.map_err(|e| Failure::runtime(chain(&e)))?;
+                let applied = store
+                    .migrate()
+                    .await
+                    .map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
+                store
+                    .ensure_default_tenant()
+                    .await
+                    .map_err(|e| Failure::runtime(chain(&e)))?;
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "applied {applied} migration(s) to the {} database", store.backend().as_str());
+                let _ = writeln!(
+                    out,
+                    "applied {applied} migration(s) to the {} database",
+                    store.backend().as_str()
+                );
                 Ok(())
             })
         }
-        Command::Admin(AdminCommand::Create { email, password, config }) => {
-            let email = Email::parse(&email).map_err(|e| Failure::usage(format!("--email: {}", e.message)))?;
-            let password = Password::parse(&password).map_err(|e| Failure::usage(format!("--password: {}", e.message)))?;
-            let config = Config::load(&config.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+        Command::Admin(AdminCommand::Create {
+            email,
+            password,
+            config,
+        }) => {
+            let email = Email::parse(&email)
+                .map_err(|e| Failure::usage(format!("--email: {}", e.message)))?;
+            let password = Password::parse(&password)
+                .map_err(|e| Failure::usage(format!("--password: {}", e.message)))?;
+            let config =
+                Config::load(&config.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             crate::logging::init(&config);
             runtime()?.block_on(async {
                 let store = open_store(&config).await?;
-                store.migrate().await.map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
-                let user = veloflux_identity::create_platform_admin(&store, email, password).await.map_err(|err| match err {
-                    veloflux_identity::AccountError::EmailTaken(_) => Failure::usage(err.to_string()),
-                    other => Failure::runtime(chain(&other)),
-                })?;
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
+                let user = veloflux_identity::create_platform_admin(&store, email, password)
+                    .await
+                    .map_err(|err| match err {
+                        veloflux_identity::AccountError::EmailTaken(_) => {
+                            Failure::usage(err.to_string())
+                        }
+                        other => Failure::runtime(chain(&other)),
+                    })?;
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "created platform admin {} ({})", user.email, user.id);
                 Ok(())
@@ -145,21 +182,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// Creates the data directory and connects to the database.
 pub(crate) async fn open_store(config: &Config) -> Result<Store, Failure> {
-    ensure_data_dir(&config.data_dir)
-        .map_err(|e| Failure::runtime(format!("cannot create data directory {}: {e}", config.data_dir.display())))?;
+    ensure_data_dir(&config.data_dir).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
     Store::connect(&config.database_url).await.map_err(|e| {
-        Failure::runtime(format!("cannot open database {}: {}", crate::config::mask_url(&config.database_url), chain(&e)))
+        Failure::runtime(format!(
+            "cannot open database {}: {}",
+            crate::config::mask_url(&config.database_url),
+            chain(&e)
+        ))
     })
-}
-
-/// `outer: inner: innermost`.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

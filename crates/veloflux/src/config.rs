@@ -94,7 +94,10 @@ sections! {
 /// The configuration as written, before validation.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-#[allow(missing_docs, reason = "each field is a section documented in the README")]
+#[allow(
+    missing_docs,
+    reason = "each field is a section documented in the README"
+)]
 pub struct RawConfig {
     pub data_dir: Text,
     pub database: RawDatabase,
@@ -123,8 +126,16 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.value {
-            Some(value) => write!(f, "invalid configuration: {} = {:?} ({}): {}", self.key, value, self.origin, self.reason),
-            None => write!(f, "invalid configuration: {} ({}): {}", self.key, self.origin, self.reason),
+            Some(value) => write!(
+                f,
+                "invalid configuration: {} = {:?} ({}): {}",
+                self.key, value, self.origin, self.reason
+            ),
+            None => write!(
+                f,
+                "invalid configuration: {} ({}): {}",
+                self.key, self.origin, self.reason
+            ),
         }
     }
 }
@@ -192,11 +203,21 @@ impl Config {
             origin: origin(key),
         };
         let text = |value: &Text, default: &str| -> String {
-            value.0.clone().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+            value
+                .0
+                .clone()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_owned())
         };
         let addr = |key: &str, value: &Text, default: &str| -> Result<SocketAddr, ConfigError> {
             let raw = text(value, default);
-            raw.trim().parse().map_err(|_| fail(key, Some(&raw), "expected ip:port, e.g. 127.0.0.1:9090 (port 0 picks a free port)".into()))
+            raw.trim().parse().map_err(|_| {
+                fail(
+                    key,
+                    Some(&raw),
+                    "expected ip:port, e.g. 127.0.0.1:9090 (port 0 picks a free port)".into(),
+                )
+            })
         };
         let duration = |key: &str, value: &Text, default: &str| -> Result<Duration, ConfigError> {
             let raw = text(value, default);
@@ -207,10 +228,27 @@ impl Config {
             Some(dir) => dir.clone(),
             None => PathBuf::from(text(&raw.data_dir, "./data")),
         };
-        let database_url = match raw.database.url.0.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") => url.to_owned(),
+        let database_url = match raw
+            .database
+            .url
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            Some(url)
+                if url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://") =>
+            {
+                url.to_owned()
+            }
             Some(url) => {
-                return Err(fail("database.url", Some(&mask_url(url)), "expected a sqlite:// or postgres:// URL".into()));
+                return Err(fail(
+                    "database.url",
+                    Some(&mask_url(url)),
+                    "expected a sqlite:// or postgres:// URL".into(),
+                ));
             }
             None => format!("sqlite://{}", data_dir.join("veloflux.db").display()),
         };
@@ -221,31 +259,69 @@ impl Config {
             .parse::<usize>()
             .ok()
             .filter(|n| (1024..=1 << 30).contains(n))
-            .ok_or_else(|| fail("http.max_body_bytes", Some(&max_body), "expected a number of bytes from 1024 to 1073741824".into()))?;
+            .ok_or_else(|| {
+                fail(
+                    "http.max_body_bytes",
+                    Some(&max_body),
+                    "expected a number of bytes from 1024 to 1073741824".into(),
+                )
+            })?;
         let request_timeout = duration("http.request_timeout", &raw.http.request_timeout, "30s")?;
         if request_timeout.is_zero() {
-            return Err(fail("http.request_timeout", Some("0s"), "must be longer than zero".into()));
+            return Err(fail(
+                "http.request_timeout",
+                Some("0s"),
+                "must be longer than zero".into(),
+            ));
         }
 
-        let bootstrap_admin = match (&raw.bootstrap.admin_email.0, &raw.bootstrap.admin_password.0) {
+        let bootstrap_admin = match (
+            &raw.bootstrap.admin_email.0,
+            &raw.bootstrap.admin_password.0,
+        ) {
             (None, None) => None,
             (Some(email), Some(password)) => {
-                let email = Email::parse(email).map_err(|e| fail("bootstrap.admin_email", Some(email), e.message))?;
-                let password = Password::parse(password).map_err(|e| fail("bootstrap.admin_password", None, e.message))?;
+                let email = Email::parse(email)
+                    .map_err(|e| fail("bootstrap.admin_email", Some(email), e.message))?;
+                let password = Password::parse(password)
+                    .map_err(|e| fail("bootstrap.admin_password", None, e.message))?;
                 Some((email, password))
             }
-            (Some(_), None) => return Err(fail("bootstrap.admin_password", None, "is required when an admin e-mail is set".into())),
-            (None, Some(_)) => return Err(fail("bootstrap.admin_email", None, "is required when an admin password is set".into())),
+            (Some(_), None) => {
+                return Err(fail(
+                    "bootstrap.admin_password",
+                    None,
+                    "is required when an admin e-mail is set".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(fail(
+                    "bootstrap.admin_email",
+                    None,
+                    "is required when an admin password is set".into(),
+                ));
+            }
         };
 
         let log_filter = text(&raw.log.level, "info");
-        tracing_subscriber::EnvFilter::try_new(&log_filter)
-            .map_err(|e| fail("log.level", Some(&log_filter), format!("not a log filter ({e}); e.g. info or info,veloflux_api=debug")))?;
+        tracing_subscriber::EnvFilter::try_new(&log_filter).map_err(|e| {
+            fail(
+                "log.level",
+                Some(&log_filter),
+                format!("not a log filter ({e}); e.g. info or info,veloflux_api=debug"),
+            )
+        })?;
         let log_format = match raw.log.format.0.as_deref().map(str::trim) {
             None | Some("") => None,
             Some("json") => Some(LogFormat::Json),
             Some("pretty") => Some(LogFormat::Pretty),
-            Some(other) => return Err(fail("log.format", Some(other), "expected json or pretty".into())),
+            Some(other) => {
+                return Err(fail(
+                    "log.format",
+                    Some(other),
+                    "expected json or pretty".into(),
+                ));
+            }
         };
 
         Ok(Config {
@@ -254,7 +330,10 @@ impl Config {
             api_addr: addr("api.addr", &raw.api.addr, "127.0.0.1:9090")?,
             admin_addr: addr("admin.addr", &raw.admin.addr, "127.0.0.1:9000")?,
             metrics_addr: addr("metrics.addr", &raw.metrics.addr, "127.0.0.1:8080")?,
-            http: HttpLimits { max_body_bytes, request_timeout },
+            http: HttpLimits {
+                max_body_bytes,
+                request_timeout,
+            },
             bootstrap_admin,
             log_filter,
             log_format,
@@ -299,11 +378,26 @@ impl RawConfig {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).filter_map(|key| env_key(key.as_str()).map(Uncased::from_owned)));
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter_map(|key| env_key(key.as_str()).map(Uncased::from_owned)),
+        );
         figment.extract::<RawConfig>().map_err(|err| {
             let key = err.path.join(".");
-            let origin = err.metadata.as_ref().map_or_else(|| "configuration".to_owned(), |m| m.name.to_string());
-            ConfigError { key: if key.is_empty() { "(top level)".into() } else { key }, value: None, reason: err.kind.to_string(), origin }
+            let origin = err
+                .metadata
+                .as_ref()
+                .map_or_else(|| "configuration".to_owned(), |m| m.name.to_string());
+            ConfigError {
+                key: if key.is_empty() {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                value: None,
+                reason: err.kind.to_string(),
+                origin,
+            }
         })
     }
 }
@@ -319,7 +413,10 @@ fn env_key(name: &str) -> Option<String> {
     if upper.contains("__") {
         return Some(upper.replace("__", ".").to_ascii_lowercase());
     }
-    let short = SHORT_VARIABLES.iter().find(|(var, _)| *var == upper).map(|(_, key)| (*key).to_owned());
+    let short = SHORT_VARIABLES
+        .iter()
+        .find(|(var, _)| *var == upper)
+        .map(|(_, key)| (*key).to_owned());
     Some(short.unwrap_or_else(|| upper.to_ascii_lowercase()))
 }
 
@@ -328,8 +425,14 @@ fn origin_of(key: &str, sources: &Sources) -> String {
     if key == "data_dir" && sources.data_dir.is_some() {
         return "--data-dir".into();
     }
-    let long = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
-    let short = SHORT_VARIABLES.iter().find(|(_, k)| *k == key).map(|(var, _)| format!("{ENV_PREFIX}{var}"));
+    let long = format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    );
+    let short = SHORT_VARIABLES
+        .iter()
+        .find(|(_, k)| *k == key)
+        .map(|(var, _)| format!("{ENV_PREFIX}{var}"));
     for var in [Some(long), short].into_iter().flatten() {
         if std::env::var_os(&var).is_some() {
             return format!("from {var}");
@@ -343,14 +446,20 @@ fn origin_of(key: &str, sources: &Sources) -> String {
 
 /// Hides the password of a URL: `postgres://user:***@host/db`.
 pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
     let rest = &url[scheme_end..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => {
             let userinfo = &rest[..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
             format!("{}{}{}", &url[..scheme_end], masked, &rest[at..])
         }
         None => url.to_owned(),
@@ -384,41 +493,75 @@ mod tests {
 
     #[test]
     fn names_the_key_and_value_that_is_wrong() {
-        let err = Config::from_raw(&raw("[api]\naddr = \"nonsense\""), &Sources::default()).unwrap_err();
+        let err =
+            Config::from_raw(&raw("[api]\naddr = \"nonsense\""), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "api.addr");
         assert_eq!(err.value.as_deref(), Some("nonsense"));
-        assert!(err.to_string().starts_with("invalid configuration: api.addr = \"nonsense\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration: api.addr = \"nonsense\""),
+            "{err}"
+        );
 
-        let err = Config::from_raw(&raw("[http]\nrequest_timeout = \"soon\""), &Sources::default()).unwrap_err();
+        let err = Config::from_raw(
+            &raw("[http]\nrequest_timeout = \"soon\""),
+            &Sources::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "http.request_timeout");
-        let err = Config::from_raw(&raw("[http]\nmax_body_bytes = 12"), &Sources::default()).unwrap_err();
+        let err =
+            Config::from_raw(&raw("[http]\nmax_body_bytes = 12"), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "http.max_body_bytes");
-        let err = Config::from_raw(&raw("[log]\nformat = \"xml\""), &Sources::default()).unwrap_err();
+        let err =
+            Config::from_raw(&raw("[log]\nformat = \"xml\""), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "log.format");
-        let err = Config::from_raw(&raw("[database]\nurl = \"mysql://u:secret@h/db\""), &Sources::default()).unwrap_err();
-        assert_eq!(err.value.as_deref(), Some("mysql://u:***@h/db"), "the password is never shown");
+        let err = Config::from_raw(
+            &raw("[database]\nurl = \"mysql://u:secret@h/db\""),
+            &Sources::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.value.as_deref(),
+            Some("mysql://u:***@h/db"),
+            "the password is never shown"
+        );
     }
 
     #[test]
     fn numbers_and_text_are_accepted_alike() {
-        let config = Config::from_raw(&raw("[http]\nmax_body_bytes = \"2048\""), &Sources::default()).unwrap();
+        let config = Config::from_raw(
+            &raw("[http]\nmax_body_bytes = \"2048\""),
+            &Sources::default(),
+        )
+        .unwrap();
         assert_eq!(config.http.max_body_bytes, 2048);
-        let config = Config::from_raw(&raw("[http]\nmax_body_bytes = 4096"), &Sources::default()).unwrap();
+        let config =
+            Config::from_raw(&raw("[http]\nmax_body_bytes = 4096"), &Sources::default()).unwrap();
         assert_eq!(config.http.max_body_bytes, 4096);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err: figment::Error = Figment::new().merge(Toml::string("[api]\nport = 1")).extract::<RawConfig>().unwrap_err();
+        let err: figment::Error = Figment::new()
+            .merge(Toml::string("[api]\nport = 1"))
+            .extract::<RawConfig>()
+            .unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
     }
 
     #[test]
     fn bootstrap_admin_needs_both_halves_and_a_good_password() {
-        let err = Config::from_raw(&raw("[bootstrap]\nadmin_email = \"a@x.com\""), &Sources::default()).unwrap_err();
+        let err = Config::from_raw(
+            &raw("[bootstrap]\nadmin_email = \"a@x.com\""),
+            &Sources::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "bootstrap.admin_password");
-        let err = Config::from_raw(&raw("[bootstrap]\nadmin_email = \"a@x.com\"\nadmin_password = \"short\""), &Sources::default())
-            .unwrap_err();
+        let err = Config::from_raw(
+            &raw("[bootstrap]\nadmin_email = \"a@x.com\"\nadmin_password = \"short\""),
+            &Sources::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "bootstrap.admin_password");
         assert_eq!(err.value, None, "a password is never echoed");
     }
@@ -427,7 +570,10 @@ mod tests {
     fn environment_names_map_to_keys() {
         assert_eq!(env_key("API__ADDR").as_deref(), Some("api.addr"));
         assert_eq!(env_key("DATABASE_URL").as_deref(), Some("database.url"));
-        assert_eq!(env_key("ADMIN_EMAIL").as_deref(), Some("bootstrap.admin_email"));
+        assert_eq!(
+            env_key("ADMIN_EMAIL").as_deref(),
+            Some("bootstrap.admin_email")
+        );
         assert_eq!(env_key("LOG").as_deref(), Some("log.level"));
         assert_eq!(env_key("CONFIG"), None);
         assert_eq!(env_key("SURPRISE").as_deref(), Some("surprise"));
@@ -435,8 +581,14 @@ mod tests {
 
     #[test]
     fn masks_url_passwords() {
-        assert_eq!(mask_url("postgres://u:p@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            mask_url("postgres://u:p@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(mask_url("sqlite://./data/veloflux.db"), "sqlite://./data/veloflux.db");
+        assert_eq!(
+            mask_url("sqlite://./data/veloflux.db"),
+            "sqlite://./data/veloflux.db"
+        );
     }
 }

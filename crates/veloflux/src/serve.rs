@@ -17,7 +17,9 @@ use veloflux_api::{Metrics, openapi};
 use veloflux_identity::IdentityState;
 use veloflux_store::Store;
 
-use crate::cli::{Failure, chain, open_store};
+use veloflux_api::error_chain as chain;
+
+use crate::cli::{Failure, open_store};
 use crate::config::Config;
 
 /// Runs the server until a shutdown signal, then drains and returns.
@@ -26,24 +28,42 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     let store = open_store(&config).await?;
 
     let mut listeners = Vec::new();
-    for (name, addr) in [("api", config.api_addr), ("admin", config.admin_addr), ("metrics", config.metrics_addr)] {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
+    for (name, addr) in [
+        ("api", config.api_addr),
+        ("admin", config.admin_addr),
+        ("metrics", config.metrics_addr),
+    ] {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}"))
+        })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
         info!(name = %name, addr = %bound, "listening");
         listeners.push((name, bound, listener));
     }
-    let addresses: BTreeMap<&'static str, SocketAddr> = listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
+    let addresses: BTreeMap<&'static str, SocketAddr> = listeners
+        .iter()
+        .map(|(name, addr, _)| (*name, *addr))
+        .collect();
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
-    let system = System::new(store.clone(), metrics.clone(), env!("CARGO_PKG_VERSION"), addresses, Vec::new());
+    let system = System::new(
+        store.clone(),
+        metrics.clone(),
+        env!("CARGO_PKG_VERSION"),
+        addresses,
+        Vec::new(),
+    );
     let apps = build_apps(&config, &store, &system);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
     for (name, _, listener) in listeners {
-        let app = apps.get(name).cloned().expect("invariant: every listener has an app");
+        let app = apps
+            .get(name)
+            .cloned()
+            .expect("invariant: every listener has an app");
         let mut shutdown = shutdown_rx.clone();
         servers.spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -63,7 +83,11 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         return Err(failure);
     }
     system.mark_ready();
-    info!(version = env!("CARGO_PKG_VERSION"), database = store.backend().as_str(), "ready");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        database = store.backend().as_str(),
+        "ready"
+    );
 
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),
@@ -74,7 +98,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         },
     };
 
-    info!(grace_period_ms = config.shutdown_grace.as_millis() as u64, "shutting down: draining requests in flight");
+    info!(
+        grace_period_ms = config.shutdown_grace.as_millis() as u64,
+        "shutting down: draining requests in flight"
+    );
     let _ = shutdown_tx.send(true);
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         while servers.join_next().await.is_some() {}
@@ -91,15 +118,30 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 
 /// Everything that must be true before the server reports ready.
 async fn prepare(config: &Config, store: &Store) -> Result<(), Failure> {
-    let applied = store.migrate().await.map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
+    let applied = store
+        .migrate()
+        .await
+        .map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
     info!(applied, "database migrations applied");
-    store.ensure_default_tenant().await.map_err(|e| Failure::runtime(chain(&e)))?;
+    store
+        .ensure_default_tenant()
+        .await
+        .map_err(|e| Failure::runtime(chain(&e)))?;
     if let Some((email, password)) = &config.bootstrap_admin {
-        let admins = store.count_platform_admins().await.map_err(|e| Failure::runtime(chain(&e)))?;
+        let admins = store
+            .count_platform_admins()
+            .await
+            .map_err(|e| Failure::runtime(chain(&e)))?;
         if admins == 0 {
-            let user = veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
-                .await
-                .map_err(|e| Failure::runtime(format!("cannot create the bootstrap admin: {}", chain(&e))))?;
+            let user =
+                veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
+                    .await
+                    .map_err(|e| {
+                        Failure::runtime(format!(
+                            "cannot create the bootstrap admin: {}",
+                            chain(&e)
+                        ))
+                    })?;
             info!(user_id = %user.id, email = %user.email, "created the bootstrap platform admin");
         }
     }
@@ -114,8 +156,11 @@ fn build_apps(config: &Config, store: &Store, system: &System) -> BTreeMap<&'sta
         .merge(veloflux_identity::router(IdentityState::new(store.clone())))
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
-    let (admin, admin_doc) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked())).split_for_parts();
-    let (metrics, metrics_doc) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
+    let (admin, admin_doc) =
+        veloflux_api::admin::router(AdminState::new(system.clone(), config.masked()))
+            .split_for_parts();
+    let (metrics, metrics_doc) =
+        veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
 
     let mut doc = api_doc;
     doc.merge(admin_doc);
@@ -123,8 +168,13 @@ fn build_apps(config: &Config, store: &Store, system: &System) -> BTreeMap<&'sta
     let doc = openapi::finish(doc);
     let _ = document.set(serde_json::to_string(&doc).unwrap_or_default());
 
-    let finish = |router: Router| veloflux_api::finish(router, system.metrics().clone(), config.http);
-    BTreeMap::from([("api", finish(api)), ("admin", finish(admin)), ("metrics", finish(metrics))])
+    let finish =
+        |router: Router| veloflux_api::finish(router, system.metrics().clone(), config.http);
+    BTreeMap::from([
+        ("api", finish(api)),
+        ("admin", finish(admin)),
+        ("metrics", finish(metrics)),
+    ])
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

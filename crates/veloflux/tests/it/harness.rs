@@ -1,0 +1,196 @@
+//! Starts `veloflux serve` as a child process and reads its JSON log to learn the bound
+//! addresses. Every wait is bounded; a server that does not come up fails the test with its
+//! log.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_veloflux")
+}
+
+/// A command for the binary with a clean environment (no inherited `VELOFLUX_*`).
+pub fn command(cwd: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(cwd);
+    command
+}
+
+/// A running `veloflux serve`.
+pub struct Server {
+    child: Child,
+    pub listeners: BTreeMap<String, SocketAddr>,
+    logs: Arc<Mutex<Vec<String>>>,
+    lines: Receiver<String>,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` with every listener on port 0 and JSON logs.
+    pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Same, with extra environment variables.
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut command = command(data_dir.parent().unwrap_or(data_dir));
+        command
+            .arg("serve")
+            .env("VELOFLUX_DATA_DIR", data_dir)
+            .env("VELOFLUX_API_ADDR", "127.0.0.1:0")
+            .env("VELOFLUX_ADMIN_ADDR", "127.0.0.1:0")
+            .env("VELOFLUX_METRICS_ADDR", "127.0.0.1:0")
+            .env("VELOFLUX_LOG_FORMAT", "json")
+            .env("VELOFLUX_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Server::spawn(command)
+    }
+
+    /// Spawns a prepared `serve` command and waits until it logs `ready`.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning veloflux");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (sender, lines) = channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                let _ = sender.send(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            listeners: BTreeMap::new(),
+            logs,
+            lines,
+        };
+        server.wait_for_ready();
+        server
+    }
+
+    fn wait_for_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    match event["message"].as_str() {
+                        Some("listening") => {
+                            let name = event["name"].as_str().unwrap().to_owned();
+                            let addr = event["addr"].as_str().unwrap().parse().unwrap();
+                            self.listeners.insert(name, addr);
+                        }
+                        Some("ready") => return,
+                        _ => {}
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "server not ready in {START_TIMEOUT:?}; log:\n{}",
+                    self.log_text()
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().ok();
+                    panic!(
+                        "server exited ({status:?}) before ready; log:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+        }
+    }
+
+    /// `http://addr` of a listener (`api`, `admin`, `metrics`).
+    pub fn url(&self, listener: &str, path: &str) -> String {
+        format!("http://{}{path}", self.listeners[listener])
+    }
+
+    /// Everything the server logged so far.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits (bounded) until the log holds a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(line) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no log line contains {needle:?}; log:\n{}", self.log_text());
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread drain what the process wrote last.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that never reuses a server's idle connection across tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
