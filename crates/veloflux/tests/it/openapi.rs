@@ -42,7 +42,7 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
                 operation["responses"]["default"].is_object(),
                 "{method} {path} documents the error body"
             );
-            let concrete = path.replace('{', "").replace('}', "");
+            let concrete = path.replace(['{', '}'], "");
             let request = http.request(
                 method.to_uppercase().parse().unwrap(),
                 server.url(listener, &concrete),
