@@ -7,11 +7,13 @@
 //! not depend on any feature crate, nor on the edge.
 
 pub mod admin;
+mod auth;
 mod envelope;
 mod error;
 mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod system;
 
 use std::time::Duration;
@@ -21,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 
+pub use auth::{Auth, Authenticator, AuthenticatorHandle, Permission, Principal, authenticate, bearer_token, role_allows};
 pub use envelope::{REQUEST_ID_HEADER, RequestId, error_chain};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use extract::{Json, Pagination, Path, Query, parse_json};

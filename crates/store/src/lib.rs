@@ -10,8 +10,10 @@
 //! depend on axum or the edge.
 
 mod audit;
+mod auth;
 mod db;
 mod error;
+mod oidc;
 mod page;
 mod settings;
 mod tenants;
@@ -19,8 +21,10 @@ mod time;
 mod users;
 
 pub use audit::{AuditEntry, NewAuditEntry};
+pub use auth::{NewRefreshToken, RefreshTokenRow, RefreshUse, SigningKeyRow, Throttle};
+pub use oidc::{OidcConfigRow, OidcLoginRow};
 pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use tenants::{NewTenant, Tenant, TenantUpdate};
-pub use users::{Membership, NewUser, User, UserUpdate};
+pub use users::{Membership, NewUser, PlatformCounts, User, UserUpdate};

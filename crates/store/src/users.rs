@@ -54,6 +54,19 @@ pub struct UserUpdate {
     pub last_name: Option<String>,
 }
 
+/// Totals over the whole platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformCounts {
+    /// Tenants in all.
+    pub tenants: i64,
+    /// Tenants whose status is active.
+    pub active_tenants: i64,
+    /// Users in all.
+    pub users: i64,
+    /// Platform administrators.
+    pub platform_admins: i64,
+}
+
 /// A user's place in one tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Membership {
@@ -238,6 +251,72 @@ impl Store {
         .await?;
         raw.map(|r| Role::parse(&r).map_err(|e| StoreError::Corrupt(e.message)))
             .transpose()
+    }
+
+    /// Applies a partial change to a user's profile.
+    pub async fn update_user(&self, id: UserId, update: &UserUpdate) -> Result<User, StoreError> {
+        let current = self.user(id).await?;
+        sqlx::query("UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4")
+            .bind(update.first_name.clone().unwrap_or(current.first_name))
+            .bind(update.last_name.clone().unwrap_or(current.last_name))
+            .bind(time::encode(time::now()))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        self.user(id).await
+    }
+
+    /// Changes the role of a member; `NotFound` when the user is not a member.
+    pub async fn set_role(&self, tenant: TenantId, user: UserId, role: Role) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
+            .bind(role.as_str())
+            .bind(tenant.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Removes a member from a tenant; `NotFound` when the user is not a member.
+    pub async fn remove_membership(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Number of members of a tenant who hold `role`.
+    pub async fn count_role(&self, tenant: TenantId, role: Role) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = $2")
+            .bind(tenant.to_string())
+            .bind(role.as_str())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Totals for the platform dashboard.
+    pub async fn platform_counts(&self) -> Result<PlatformCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM tenants) AS tenants, (SELECT COUNT(*) FROM users) AS users, \
+             (SELECT COUNT(*) FROM users WHERE platform_role IS NOT NULL) AS platform_admins, \
+             (SELECT COUNT(*) FROM tenants WHERE status = 'active') AS active_tenants",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PlatformCounts {
+            tenants: row.try_get("tenants")?,
+            active_tenants: row.try_get("active_tenants")?,
+            users: row.try_get("users")?,
+            platform_admins: row.try_get("platform_admins")?,
+        })
     }
 
     /// Records a successful sign-in.
