@@ -13,6 +13,7 @@ use veloflux_api::{ApiError, ErrorCode, Json};
 use veloflux_domain::{Email, Invalid, Password, Plan, Role, TenantId, TenantName};
 use veloflux_store::{NewAuditEntry, NewTenant, NewUser, StoreError};
 
+use crate::views::UserView;
 use crate::{IdentityState, hash_password};
 
 /// Tenant setting that lets anyone register into the tenant by naming it.
@@ -37,25 +38,6 @@ pub struct RegisterRequest {
     /// and the user owns it.
     #[serde(default)]
     pub tenant_id: Option<String>,
-}
-
-/// The account as the seeds show a user.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
-    /// User id.
-    pub user_id: String,
-    /// E-mail address.
-    pub email: String,
-    /// The tenant the user belongs to.
-    pub tenant_id: String,
-    /// Role in that tenant.
-    pub role: String,
-    /// Given name.
-    pub first_name: String,
-    /// Family name.
-    pub last_name: String,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
 }
 
 /// Answer of a registration.
@@ -118,7 +100,7 @@ async fn register_account(
         .map(|raw| TenantId::parse(raw).map_err(|e| ApiError::invalid("tenant_id", &e)))
         .transpose()?;
 
-    let store = &state.store;
+    let store = state.store();
     if let Some(tenant_id) = tenant_id {
         let tenant = match store.tenant(tenant_id).await {
             Err(StoreError::NotFound) => {
@@ -193,17 +175,7 @@ async fn register_account(
         StatusCode::CREATED,
         Json(RegisterResponse {
             success: true,
-            user: UserView {
-                user_id: user.id.to_string(),
-                email: user.email.to_string(),
-                tenant_id: tenant_id.to_string(),
-                role: role.as_str().into(),
-                first_name: user.first_name,
-                last_name: user.last_name,
-                created_at: user
-                    .created_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            },
+            user: UserView::new(&user, tenant_id, role),
         }),
     ))
 }

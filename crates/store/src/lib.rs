@@ -18,6 +18,7 @@ mod page;
 mod settings;
 mod tenants;
 mod time;
+mod usage;
 mod users;
 
 pub use audit::{AuditEntry, NewAuditEntry};
@@ -27,4 +28,5 @@ pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use tenants::{NewTenant, Tenant, TenantUpdate};
+pub use usage::{UsageEvent, UsageTotals};
 pub use users::{Membership, NewUser, PlatformCounts, User, UserUpdate};

@@ -16,6 +16,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::value::Uncased;
 use serde::{Deserialize, Deserializer, Serialize};
 use veloflux_api::HttpLimits;
+use veloflux_api::ratelimit::RateLimits;
+use veloflux_identity::{LockoutPolicy, SmtpSecurity, SmtpSettings, TokenSettings};
 use veloflux_domain::{Email, Password, parse_duration};
 
 /// Prefix of every environment variable VeloFlux reads.
@@ -32,6 +34,7 @@ const SHORT_VARIABLES: &[(&str, &str)] = &[
     ("ADMIN_PASSWORD", "bootstrap.admin_password"),
     ("LOG", "log.level"),
     ("LOG_FORMAT", "log.format"),
+    ("SECRET_KEY", "secrets.key"),
 ];
 
 /// Variables with the prefix that are not configuration keys.
@@ -79,8 +82,18 @@ macro_rules! sections {
 sections! {
     /// `[database]`
     RawDatabase { url }
-    /// `[api]`, `[admin]`, `[metrics]`: a listener.
+    /// `[api]`: the control-plane listener.
+    RawApi { addr, public_url, cors_allowed_origins }
+    /// `[admin]`, `[metrics]`: a listener.
     RawListener { addr }
+    /// `[secrets]`
+    RawSecrets { key }
+    /// `[auth]`: tokens and sign-in throttling.
+    RawAuth { access_token_ttl, refresh_token_ttl, magic_link_ttl, max_failures_per_account, max_failures_per_ip, lockout }
+    /// `[rate_limits]`: API requests per token by plan, and per IP on sign-in routes.
+    RawRateLimits { free, professional, enterprise, window, auth_per_ip, auth_window }
+    /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
+    RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
     RawHttp { max_body_bytes, request_timeout }
     /// `[bootstrap]`: the platform administrator created on first start.
@@ -101,13 +114,17 @@ sections! {
 pub struct RawConfig {
     pub data_dir: Text,
     pub database: RawDatabase,
-    pub api: RawListener,
+    pub api: RawApi,
     pub admin: RawListener,
     pub metrics: RawListener,
     pub http: RawHttp,
     pub bootstrap: RawBootstrap,
     pub log: RawLog,
     pub shutdown: RawShutdown,
+    pub secrets: RawSecrets,
+    pub auth: RawAuth,
+    pub rate_limits: RawRateLimits,
+    pub smtp: RawSmtp,
 }
 
 /// A configuration that cannot be used, with the key, the value and its origin.
@@ -175,6 +192,25 @@ pub struct Config {
     pub log_format: Option<LogFormat>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Base URL users reach the API at (used in e-mailed links).
+    pub public_url: String,
+    /// Origins allowed to call the API from browsers, for every tenant.
+    pub cors_allowed_origins: Vec<String>,
+    /// The base64 key for secrets at rest; `None` uses (or creates) `keys/secret.key` in the
+    /// data directory.
+    pub secret_key: Option<String>,
+    /// Token lifetimes.
+    pub tokens: TokenSettings,
+    /// Magic link lifetime.
+    pub magic_link_ttl: Duration,
+    /// Failed sign-in handling.
+    pub lockout: LockoutPolicy,
+    /// API rate limits.
+    pub rate_limits: RateLimits,
+    /// SMTP server; `None` writes e-mail to the outbox folder.
+    pub smtp: Option<SmtpSettings>,
+    /// Sender address of e-mail.
+    pub mail_from: String,
 }
 
 /// Where to read the configuration from.
@@ -324,10 +360,108 @@ impl Config {
             }
         };
 
+        let number = |key: &str, value: &Text, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            let raw = text(value, &default.to_string());
+            raw.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| fail(key, Some(&raw), format!("expected a whole number from {min} to {max}")))
+        };
+        let positive = |key: &str, value: &Text, default: &str| -> Result<Duration, ConfigError> {
+            let parsed = duration(key, value, default)?;
+            if parsed.is_zero() {
+                return Err(fail(key, Some(&text(value, default)), "must be longer than zero".into()));
+            }
+            Ok(parsed)
+        };
+        let count = |key: &str, value: &Text, default: u64| -> Result<u32, ConfigError> {
+            Ok(u32::try_from(number(key, value, default, 1, 1_000_000_000)?).unwrap_or(u32::MAX))
+        };
+
+        let api_addr = addr("api.addr", &raw.api.addr, "127.0.0.1:9090")?;
+        let public_url = match raw.api.public_url.0.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.trim_end_matches('/').to_owned(),
+            Some(url) => return Err(fail("api.public_url", Some(url), "expected an http:// or https:// URL".into())),
+            None => format!("http://{api_addr}"),
+        };
+        let cors_allowed_origins: Vec<String> = raw
+            .api
+            .cors_allowed_origins
+            .0
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
+            return Err(fail("api.cors_allowed_origins", Some(bad), "expected comma-separated origins such as https://app.example.com".into()));
+        }
+        let secret_key = raw.secrets.key.0.clone().filter(|k| !k.trim().is_empty());
+        if let Some(key) = &secret_key {
+            veloflux_secrets::SecretKey::from_base64(key).map_err(|e| fail("secrets.key", None, e.to_string()))?;
+        }
+        let tokens = TokenSettings {
+            access_ttl: positive("auth.access_token_ttl", &raw.auth.access_token_ttl, "1h")?,
+            refresh_ttl: positive("auth.refresh_token_ttl", &raw.auth.refresh_token_ttl, "30d")?,
+        };
+        let lockout = LockoutPolicy {
+            max_failures_per_account: i64::from(count("auth.max_failures_per_account", &raw.auth.max_failures_per_account, 5)?),
+            max_failures_per_ip: i64::from(count("auth.max_failures_per_ip", &raw.auth.max_failures_per_ip, 20)?),
+            lockout: positive("auth.lockout", &raw.auth.lockout, "15m")?,
+            ..LockoutPolicy::default()
+        };
+        let rate_limits = RateLimits {
+            free: count("rate_limits.free", &raw.rate_limits.free, 100)?,
+            professional: count("rate_limits.professional", &raw.rate_limits.professional, 1_000)?,
+            enterprise: count("rate_limits.enterprise", &raw.rate_limits.enterprise, 10_000)?,
+            window: positive("rate_limits.window", &raw.rate_limits.window, "1h")?,
+            auth_per_ip: count("rate_limits.auth_per_ip", &raw.rate_limits.auth_per_ip, 30)?,
+            auth_window: positive("rate_limits.auth_window", &raw.rate_limits.auth_window, "1m")?,
+        };
+        let smtp = match raw.smtp.host.0.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+            None => None,
+            Some(host) => {
+                let security = match raw.smtp.security.0.as_deref().map(str::trim).unwrap_or("starttls") {
+                    "none" => SmtpSecurity::None,
+                    "starttls" => SmtpSecurity::StartTls,
+                    "tls" => SmtpSecurity::Tls,
+                    other => return Err(fail("smtp.security", Some(other), "expected none, starttls or tls".into())),
+                };
+                let default_port = match security {
+                    SmtpSecurity::None => 25,
+                    SmtpSecurity::StartTls => 587,
+                    SmtpSecurity::Tls => 465,
+                };
+                let port = u16::try_from(number("smtp.port", &raw.smtp.port, default_port, 1, 65_535)?).unwrap_or(587);
+                let credentials = match (&raw.smtp.username.0, &raw.smtp.password.0) {
+                    (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+                    (None, None) => None,
+                    _ => return Err(fail("smtp.password", None, "smtp.username and smtp.password go together".into())),
+                };
+                Some(SmtpSettings { host: host.to_owned(), port, security, credentials })
+            }
+        };
+        let mail_from = text(&raw.smtp.from, "VeloFlux <no-reply@veloflux.local>");
+        if !mail_from.contains('@') {
+            return Err(fail("smtp.from", Some(&mail_from), "expected an e-mail address, e.g. VeloFlux <no-reply@example.com>".into()));
+        }
+
         Ok(Config {
+            public_url,
+            cors_allowed_origins,
+            secret_key,
+            tokens,
+            magic_link_ttl: positive("auth.magic_link_ttl", &raw.auth.magic_link_ttl, "15m")?,
+            lockout,
+            rate_limits,
+            smtp,
+            mail_from,
             data_dir,
             database_url,
-            api_addr: addr("api.addr", &raw.api.addr, "127.0.0.1:9090")?,
+            api_addr,
             admin_addr: addr("admin.addr", &raw.admin.addr, "127.0.0.1:9000")?,
             metrics_addr: addr("metrics.addr", &raw.metrics.addr, "127.0.0.1:8080")?,
             http: HttpLimits {
@@ -346,7 +480,32 @@ impl Config {
         serde_json::json!({
             "data_dir": self.data_dir.display().to_string(),
             "database": {"url": mask_url(&self.database_url)},
-            "api": {"addr": self.api_addr.to_string()},
+            "api": {"addr": self.api_addr.to_string(), "public_url": self.public_url, "cors_allowed_origins": self.cors_allowed_origins},
+            "secrets": {"key": if self.secret_key.is_some() { "***" } else { "(data_dir/keys/secret.key)" }},
+            "auth": {
+                "access_token_ttl": format!("{}s", self.tokens.access_ttl.as_secs()),
+                "refresh_token_ttl": format!("{}s", self.tokens.refresh_ttl.as_secs()),
+                "magic_link_ttl": format!("{}s", self.magic_link_ttl.as_secs()),
+                "max_failures_per_account": self.lockout.max_failures_per_account,
+                "max_failures_per_ip": self.lockout.max_failures_per_ip,
+                "lockout": format!("{}s", self.lockout.lockout.as_secs()),
+            },
+            "rate_limits": {
+                "free": self.rate_limits.free,
+                "professional": self.rate_limits.professional,
+                "enterprise": self.rate_limits.enterprise,
+                "window": format!("{}s", self.rate_limits.window.as_secs()),
+                "auth_per_ip": self.rate_limits.auth_per_ip,
+                "auth_window": format!("{}s", self.rate_limits.auth_window.as_secs()),
+            },
+            "smtp": self.smtp.as_ref().map(|smtp| serde_json::json!({
+                "host": smtp.host,
+                "port": smtp.port,
+                "security": format!("{:?}", smtp.security).to_lowercase(),
+                "username": smtp.credentials.as_ref().map(|(user, _)| user),
+                "password": smtp.credentials.as_ref().map(|_| "***"),
+                "from": self.mail_from,
+            })),
             "admin": {"addr": self.admin_addr.to_string()},
             "metrics": {"addr": self.metrics_addr.to_string()},
             "http": {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -14,7 +14,11 @@ use utoipa_axum::router::OpenApiRouter;
 use veloflux_api::admin::AdminState;
 use veloflux_api::system::System;
 use veloflux_api::{Metrics, openapi};
-use veloflux_identity::IdentityState;
+use tower::ServiceExt as _;
+use veloflux_api::AuthenticatorHandle;
+use veloflux_api::ratelimit::RateLimiter;
+use veloflux_identity::{IdentitySettings, IdentityState, Mailer};
+use veloflux_secrets::{KeyOrigin, SecretKey};
 use veloflux_store::Store;
 
 use veloflux_api::error_chain as chain;
@@ -48,22 +52,21 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         .collect();
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
-    let system = System::new(
-        store.clone(),
-        metrics.clone(),
-        env!("CARGO_PKG_VERSION"),
-        addresses,
-        Vec::new(),
-    );
-    let apps = build_apps(&config, &store, &system);
+    let system = System::new(store.clone(), metrics.clone(), env!("CARGO_PKG_VERSION"), addresses, Vec::new());
+    let finish = |router: Router| veloflux_api::finish(router, metrics.clone(), config.http);
+
+    // Until start-up is done the API listener serves only the system routes (so `/health`
+    // answers and `/ready` says 503); then the full application is swapped in.
+    let (starting, _) = veloflux_api::system::router(system.clone()).split_for_parts();
+    let api_app = Arc::new(RwLock::new(finish(starting)));
+    let (admin, _) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked())).split_for_parts();
+    let (metrics_router, _) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
+    let apps = [("api", switchable(&api_app)), ("admin", finish(admin)), ("metrics", finish(metrics_router))];
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
-    for (name, _, listener) in listeners {
-        let app = apps
-            .get(name)
-            .cloned()
-            .expect("invariant: every listener has an app");
+    for ((name, _, listener), (app_name, app)) in listeners.into_iter().zip(apps) {
+        debug_assert_eq!(name, app_name);
         let mut shutdown = shutdown_rx.clone();
         servers.spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -76,18 +79,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         });
     }
 
-    if let Err(failure) = prepare(&config, &store).await {
-        error!(error = %failure.message, "start-up failed");
-        let _ = shutdown_tx.send(true);
-        servers.shutdown().await;
-        return Err(failure);
+    match prepare(&config, &store, &system).await {
+        Ok(app) => *api_app.write().unwrap_or_else(std::sync::PoisonError::into_inner) = finish(app),
+        Err(failure) => {
+            error!(error = %failure.message, "start-up failed");
+            let _ = shutdown_tx.send(true);
+            servers.shutdown().await;
+            return Err(failure);
+        }
     }
     system.mark_ready();
-    info!(
-        version = env!("CARGO_PKG_VERSION"),
-        database = store.backend().as_str(),
-        "ready"
-    );
+    info!(version = env!("CARGO_PKG_VERSION"), database = store.backend().as_str(), "ready");
 
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),
@@ -116,65 +118,82 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     outcome
 }
 
-/// Everything that must be true before the server reports ready.
-async fn prepare(config: &Config, store: &Store) -> Result<(), Failure> {
-    let applied = store
-        .migrate()
-        .await
-        .map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
+/// A router that forwards to whatever router `slot` holds at the time of each request.
+fn switchable(slot: &Arc<RwLock<Router>>) -> Router {
+    let slot = Arc::clone(slot);
+    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+        let router = slot.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        router.oneshot(request)
+    }))
+}
+
+/// Everything that must be true before the server reports ready; returns the full API
+/// router.
+async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Router, Failure> {
+    let applied = store.migrate().await.map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
     info!(applied, "database migrations applied");
-    store
-        .ensure_default_tenant()
-        .await
-        .map_err(|e| Failure::runtime(chain(&e)))?;
+    store.ensure_default_tenant().await.map_err(|e| Failure::runtime(chain(&e)))?;
     if let Some((email, password)) = &config.bootstrap_admin {
-        let admins = store
-            .count_platform_admins()
-            .await
-            .map_err(|e| Failure::runtime(chain(&e)))?;
+        let admins = store.count_platform_admins().await.map_err(|e| Failure::runtime(chain(&e)))?;
         if admins == 0 {
-            let user =
-                veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
-                    .await
-                    .map_err(|e| {
-                        Failure::runtime(format!(
-                            "cannot create the bootstrap admin: {}",
-                            chain(&e)
-                        ))
-                    })?;
+            let user = veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
+                .await
+                .map_err(|e| Failure::runtime(format!("cannot create the bootstrap admin: {}", chain(&e))))?;
             info!(user_id = %user.id, email = %user.email, "created the bootstrap platform admin");
         }
     }
-    Ok(())
-}
 
-/// The routers of each listener, and the OpenAPI document that describes them all.
-fn build_apps(config: &Config, store: &Store, system: &System) -> BTreeMap<&'static str, Router> {
+    let secret = Arc::new(secret_key(config)?);
+    let tokens = veloflux_identity::load_tokens(store.clone(), secret, config.tokens.clone())
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot load the token signing keys: {}", chain(&e))))?;
+    let mailer = match &config.smtp {
+        Some(smtp) => Mailer::smtp(smtp, &config.mail_from),
+        None => Mailer::outbox(config.data_dir.join("outbox"), &config.mail_from),
+    }
+    .map_err(|e| Failure::usage(format!("invalid configuration: smtp: {e}")))?;
+    let limiter = RateLimiter::new(config.rate_limits);
+    let identity = IdentityState::new(
+        store.clone(),
+        Arc::clone(&tokens),
+        mailer,
+        limiter.clone(),
+        IdentitySettings { public_url: config.public_url.clone(), magic_link_ttl: config.magic_link_ttl, lockout: config.lockout },
+    )
+    .await
+    .map_err(|e| Failure::runtime(format!("cannot initialise identity: {e}")))?;
+
     let document = openapi::DocumentCell::new(OnceLock::new());
     let (api, api_doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(veloflux_api::system::router(system.clone()))
-        .merge(veloflux_identity::router(IdentityState::new(store.clone())))
+        .merge(veloflux_identity::router(identity))
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
-    let (admin, admin_doc) =
-        veloflux_api::admin::router(AdminState::new(system.clone(), config.masked()))
-            .split_for_parts();
-    let (metrics, metrics_doc) =
-        veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
-
+    let (_, admin_doc) = veloflux_api::admin::router(AdminState::new(system.clone(), serde_json::Value::Null)).split_for_parts();
+    let (_, metrics_doc) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
     let mut doc = api_doc;
     doc.merge(admin_doc);
     doc.merge(metrics_doc);
-    let doc = openapi::finish(doc);
-    let _ = document.set(serde_json::to_string(&doc).unwrap_or_default());
+    let _ = document.set(serde_json::to_string(&openapi::finish(doc)).unwrap_or_default());
 
-    let finish =
-        |router: Router| veloflux_api::finish(router, system.metrics().clone(), config.http);
-    BTreeMap::from([
-        ("api", finish(api)),
-        ("admin", finish(admin)),
-        ("metrics", finish(metrics)),
-    ])
+    let authenticator: Arc<dyn veloflux_api::Authenticator> = tokens;
+    Ok(api
+        .layer(axum::middleware::from_fn_with_state(limiter, veloflux_api::ratelimit::per_token))
+        .layer(axum::Extension(AuthenticatorHandle(authenticator))))
+}
+
+/// The platform secret key: configured, or kept in the data directory (created on first
+/// start, with a warning, because losing it makes sealed secrets unreadable).
+fn secret_key(config: &Config) -> Result<SecretKey, Failure> {
+    if let Some(encoded) = &config.secret_key {
+        return SecretKey::from_base64(encoded).map_err(|e| Failure::usage(format!("invalid configuration: secrets.key: {e}")));
+    }
+    let file = config.data_dir.join("keys").join("secret.key");
+    let (key, origin) = SecretKey::load_or_generate(&file).map_err(|e| Failure::runtime(e.to_string()))?;
+    if origin == KeyOrigin::Generated {
+        warn!(file = %file.display(), "generated a new secret key for data at rest; back it up, or set VELOFLUX_SECRET_KEY");
+    }
+    Ok(key)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
