@@ -13,7 +13,9 @@ use crate::harness::{Server, client};
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data);
+    // The per-IP limit on sign-up routes would stop the writers long before the kill.
+    let unlimited = [("VELOFLUX_RATE_LIMITS__AUTH_PER_IP", "1000000")];
+    let server = Server::start_with(&data, &unlimited);
     let register = server.url("api", "/auth/register");
 
     // Four writers register accounts as fast as the server takes them; each remembers the
@@ -54,7 +56,7 @@ async fn acknowledged_writes_survive_sigkill() {
     assert!(acknowledged.len() >= 40);
 
     // The restarted server recovers the database and every acknowledged account is there.
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &unlimited);
     let store = Store::connect(&format!("sqlite://{}/veloflux.db", data.display()))
         .await
         .unwrap();
