@@ -53,7 +53,9 @@ impl Server {
             .env("VELOFLUX_ADMIN_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_METRICS_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_LOG_FORMAT", "json")
-            .env("VELOFLUX_LOG", "info");
+            .env("VELOFLUX_LOG", "info")
+            .env("VELOFLUX_ADMIN_EMAIL", "root@exemplo.com")
+            .env("VELOFLUX_ADMIN_PASSWORD", "root-password-1");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -193,4 +195,39 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub refresh_token: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub email: String,
+}
+
+impl Server {
+    /// Registers an account (owning a new tenant) and signs it in.
+    pub async fn sign_up(&self, email: &str) -> Session {
+        let body = serde_json::json!({"email": email, "password": "senha_segura", "first_name": "Test", "last_name": "User"});
+        let response = client().post(self.url("api", "/auth/register")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        self.sign_in(email, "senha_segura", None).await
+    }
+
+    /// Signs in and returns the session; panics on failure.
+    pub async fn sign_in(&self, email: &str, password: &str, tenant: Option<&str>) -> Session {
+        let body = serde_json::json!({"email": email, "password": password, "tenant_id": tenant});
+        let response = client().post(self.url("api", "/auth/login")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let data: serde_json::Value = response.json().await.unwrap();
+        Session {
+            token: data["token"].as_str().unwrap().to_owned(),
+            refresh_token: data["refresh_token"].as_str().unwrap().to_owned(),
+            user_id: data["user"]["user_id"].as_str().unwrap().to_owned(),
+            tenant_id: data["user"]["tenant_id"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+        }
+    }
 }

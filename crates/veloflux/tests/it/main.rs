@@ -12,6 +12,7 @@ mod cli;
 mod durability;
 mod errors;
 mod harness;
+mod identity;
 mod openapi;
 mod registration;
 mod server;
