@@ -26,37 +26,55 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let json_content = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| {
-                let v = v.trim();
-                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
-            });
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_)
-                        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-                    {
-                        // The rest of the body is never read, so the connection cannot carry another
-                        // request; saying so keeps clients from reusing it.
-                        ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-                            .with_header(CONNECTION, HeaderValue::from_static("close"))
-                    }
-                    other => ApiError::new(ErrorCode::ValidationError, other.body_text())
-                        .with_status(StatusCode::BAD_REQUEST),
-                })?;
-        if json_content != Some(true) {
+        DeferredJson::<T>::from_request(request, state).await?.parse().map(Json)
+    }
+}
+
+/// A JSON body read but not parsed yet, so that a handler can check who may call it before
+/// telling the caller what is wrong with the body (403 before 422).
+#[derive(Debug)]
+pub struct DeferredJson<T> {
+    bytes: Bytes,
+    json_content: bool,
+    target: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> DeferredJson<T> {
+    /// Checks the content type and parses the body.
+    pub fn parse(self) -> Result<T, ApiError> {
+        if !self.json_content {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 "expected a JSON body with Content-Type: application/json",
             ));
         }
-        parse_json(&bytes).map(Json)
+        parse_json(&self.bytes)
+    }
+}
+
+impl<S: Send + Sync, T> FromRequest<S> for DeferredJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let json_content = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                // The rest of the body is never read, so the connection cannot carry another
+                // request; saying so keeps clients from reusing it.
+                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                    .with_header(CONNECTION, HeaderValue::from_static("close"))
+            }
+            other => ApiError::new(ErrorCode::ValidationError, other.body_text()).with_status(StatusCode::BAD_REQUEST),
+        })?;
+        Ok(DeferredJson { bytes, json_content, target: std::marker::PhantomData })
     }
 }
 

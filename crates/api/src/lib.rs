@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 pub use auth::{Auth, Authenticator, AuthenticatorHandle, Permission, Principal, authenticate, bearer_token, role_allows};
 pub use envelope::{REQUEST_ID_HEADER, RequestId, error_chain};
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use extract::{Json, Pagination, Path, Query, parse_json};
+pub use extract::{DeferredJson, Json, Pagination, Path, Query, parse_json};
 pub use metrics::Metrics;
 
 /// Limits that apply to every request of a listener.

@@ -9,7 +9,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{ApiError, Auth, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query};
+use veloflux_api::{ApiError, DeferredJson, Auth, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query};
 use veloflux_domain::{Email, Invalid, Password, Role, UserId};
 use veloflux_store::{NewUser, StoreError, Tenant, UserUpdate};
 
@@ -115,9 +115,10 @@ async fn add_user(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(principal): Auth,
     Path(tenant_id): Path<String>,
-    Json(body): Json<AddUser>,
+    body: DeferredJson<AddUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::ManageUsers).await?;
+    let body = body.parse()?;
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
     let role = Role::parse(&body.role).map_err(|e| ApiError::invalid("role", &e))?;
     check_owner_rules(&principal, role)?;
@@ -183,9 +184,10 @@ async fn update_user(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(principal): Auth,
     Path((tenant_id, user_id)): Path<(String, String)>,
-    Json(body): Json<UpdateUser>,
+    body: DeferredJson<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::ManageUsers).await?;
+    let body = body.parse()?;
     let (mut user, mut role) = member(&state, &tenant, &user_id).await?;
     if let Some(raw) = &body.role {
         let new_role = Role::parse(raw).map_err(|e| ApiError::invalid("role", &e))?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{ApiError, Auth, ErrorBody, ErrorCode, Json, Pagination, Query};
+use veloflux_api::{ApiError, DeferredJson, Auth, ErrorBody, ErrorCode, Json, Pagination, Query};
 use veloflux_domain::{Email, Password, PlatformRole, Role, TenantId};
 use veloflux_store::{AuditEntry, NewUser, PageRequest, StoreError, User};
 
@@ -188,9 +188,10 @@ async fn create_account(
     State(state): State<IdentityState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(principal): Auth,
-    Json(body): Json<CreateAccount>,
+    body: DeferredJson<CreateAccount>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     principal.require_platform_admin()?;
+    let body = body.parse()?;
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
     let role = body.role.as_deref().map(Role::parse).transpose().map_err(|e| ApiError::invalid("role", &e))?.unwrap_or(Role::Member);
     let tenant = match body.tenant_id.as_deref() {

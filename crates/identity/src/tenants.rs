@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{ApiError, Auth, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query};
+use veloflux_api::{ApiError, DeferredJson, Auth, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query};
 use veloflux_domain::{Email, Invalid, Plan, Role, TenantId, TenantName, TenantStatus};
 use veloflux_store::{NewTenant, NewUser, StoreError, Tenant, TenantUpdate};
 
@@ -173,9 +173,10 @@ async fn create_tenant(
     State(state): State<IdentityState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(principal): Auth,
-    Json(body): Json<CreateTenant>,
+    body: DeferredJson<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     principal.require_platform_admin()?;
+    let body = body.parse()?;
     let name = TenantName::parse(&body.name).map_err(|e| ApiError::invalid("name", &e))?;
     let plan = body.plan.as_deref().map(Plan::parse).transpose().map_err(|e| ApiError::invalid("plan", &e))?.unwrap_or(Plan::Free);
     let settings = match &body.settings {
@@ -220,18 +221,17 @@ async fn update_tenant(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Auth(principal): Auth,
     Path(tenant_id): Path<String>,
-    Json(body): Json<UpdateTenant>,
+    body: DeferredJson<UpdateTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::Read).await?;
+    let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::ManageTenant).await?;
+    let body = body.parse()?;
     let mut update = TenantUpdate::default();
     let mut changed = Vec::new();
     if let Some(name) = &body.name {
-        principal.require(Permission::ManageTenant, tenant.id)?;
         update.name = Some(TenantName::parse(name).map_err(|e| ApiError::invalid("name", &e))?);
         changed.push("name");
     }
     if let Some(settings) = &body.settings {
-        principal.require(Permission::ManageTenant, tenant.id)?;
         update.settings = Some(validate_settings(settings)?);
         changed.push("settings");
     }

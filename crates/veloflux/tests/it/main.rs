@@ -13,6 +13,7 @@ mod durability;
 mod errors;
 mod harness;
 mod identity;
+mod tenancy;
 mod openapi;
 mod registration;
 mod server;
