@@ -67,7 +67,10 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
     use Permission::*;
     match role {
         Role::Owner => true,
-        Role::Admin => matches!(permission, Read | WriteResources | ManageUsers | ManageTenant | ReadAudit),
+        Role::Admin => matches!(
+            permission,
+            Read | WriteResources | ManageUsers | ManageTenant | ReadAudit
+        ),
         Role::Member => matches!(permission, Read | WriteResources),
         Role::Viewer => matches!(permission, Read),
     }
@@ -99,7 +102,10 @@ impl Principal {
         if self.platform_admin {
             Ok(())
         } else {
-            Err(ApiError::new(ErrorCode::InsufficientPermissions, "platform administrators only"))
+            Err(ApiError::new(
+                ErrorCode::InsufficientPermissions,
+                "platform administrators only",
+            ))
         }
     }
 }
@@ -108,7 +114,10 @@ impl Principal {
 /// installs it with [`AuthenticatorHandle`] so every route can authenticate.
 pub trait Authenticator: Send + Sync + 'static {
     /// Verifies an access token. Failures are `TOKEN_EXPIRED` or `INVALID_TOKEN` (401).
-    fn authenticate<'a>(&'a self, token: &'a str) -> Pin<Box<dyn Future<Output = Result<Principal, ApiError>> + Send + 'a>>;
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Principal, ApiError>> + Send + 'a>>;
 }
 
 /// The installed authenticator, as a request extension.
@@ -125,7 +134,10 @@ impl std::fmt::Debug for AuthenticatorHandle {
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Authenticates a request once: a principal found by an earlier layer is reused.
@@ -175,13 +187,22 @@ mod tests {
 
     #[test]
     fn the_matrix_grows_with_the_role() {
-        let allowed = |role| Permission::ALL.iter().filter(|p| role_allows(role, **p)).count();
+        let allowed = |role| {
+            Permission::ALL
+                .iter()
+                .filter(|p| role_allows(role, **p))
+                .count()
+        };
         assert_eq!(allowed(Role::Viewer), 1);
         assert_eq!(allowed(Role::Member), 2);
         assert_eq!(allowed(Role::Admin), 5);
         assert_eq!(allowed(Role::Owner), 7);
         for permission in Permission::ALL {
-            for (weaker, stronger) in [(Role::Viewer, Role::Member), (Role::Member, Role::Admin), (Role::Admin, Role::Owner)] {
+            for (weaker, stronger) in [
+                (Role::Viewer, Role::Member),
+                (Role::Member, Role::Admin),
+                (Role::Admin, Role::Owner),
+            ] {
                 assert!(!role_allows(weaker, permission) || role_allows(stronger, permission));
             }
         }
@@ -191,11 +212,22 @@ mod tests {
     fn other_tenants_are_invisible_and_roles_are_enforced() {
         let viewer = principal(Role::Viewer);
         assert!(viewer.require(Permission::Read, viewer.tenant_id).is_ok());
-        let err = viewer.require(Permission::WriteResources, viewer.tenant_id).unwrap_err();
+        let err = viewer
+            .require(Permission::WriteResources, viewer.tenant_id)
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InsufficientPermissions);
-        let err = viewer.require(Permission::Read, TenantId::new()).unwrap_err();
+        let err = viewer
+            .require(Permission::Read, TenantId::new())
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::TenantNotFound);
-        let admin = Principal { platform_admin: true, ..principal(Role::Viewer) };
-        assert!(admin.require(Permission::DeleteTenant, TenantId::new()).is_ok());
+        let admin = Principal {
+            platform_admin: true,
+            ..principal(Role::Viewer)
+        };
+        assert!(
+            admin
+                .require(Permission::DeleteTenant, TenantId::new())
+                .is_ok()
+        );
     }
 }

@@ -26,7 +26,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        DeferredJson::<T>::from_request(request, state).await?.parse().map(Json)
+        DeferredJson::<T>::from_request(request, state)
+            .await?
+            .parse()
+            .map(Json)
     }
 }
 
@@ -65,16 +68,26 @@ impl<S: Send + Sync, T> FromRequest<S> for DeferredJson<T> {
                 let v = v.trim();
                 v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
             });
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| match rejection {
-            BytesRejection::FailedToBufferBody(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                // The rest of the body is never read, so the connection cannot carry another
-                // request; saying so keeps clients from reusing it.
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-                    .with_header(CONNECTION, HeaderValue::from_static("close"))
-            }
-            other => ApiError::new(ErrorCode::ValidationError, other.body_text()).with_status(StatusCode::BAD_REQUEST),
-        })?;
-        Ok(DeferredJson { bytes, json_content, target: std::marker::PhantomData })
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(_)
+                        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                    {
+                        // The rest of the body is never read, so the connection cannot carry another
+                        // request; saying so keeps clients from reusing it.
+                        ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                            .with_header(CONNECTION, HeaderValue::from_static("close"))
+                    }
+                    other => ApiError::new(ErrorCode::ValidationError, other.body_text())
+                        .with_status(StatusCode::BAD_REQUEST),
+                })?;
+        Ok(DeferredJson {
+            bytes,
+            json_content,
+            target: std::marker::PhantomData,
+        })
     }
 }
 

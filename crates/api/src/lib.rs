@@ -23,7 +23,10 @@ use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 
-pub use auth::{Auth, Authenticator, AuthenticatorHandle, Permission, Principal, authenticate, bearer_token, role_allows};
+pub use auth::{
+    Auth, Authenticator, AuthenticatorHandle, Permission, Principal, authenticate, bearer_token,
+    role_allows,
+};
 pub use envelope::{REQUEST_ID_HEADER, RequestId, error_chain};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use extract::{DeferredJson, Json, Pagination, Path, Query, parse_json};

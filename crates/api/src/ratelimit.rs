@@ -80,10 +80,22 @@ pub struct Decision {
 impl Decision {
     fn headers(&self) -> [(HeaderName, HeaderValue); 4] {
         [
-            (HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from(self.limit)),
-            (HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(self.remaining)),
-            (HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(self.reset)),
-            (HeaderName::from_static("x-ratelimit-window"), HeaderValue::from(self.window)),
+            (
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderValue::from(self.limit),
+            ),
+            (
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderValue::from(self.remaining),
+            ),
+            (
+                HeaderName::from_static("x-ratelimit-reset"),
+                HeaderValue::from(self.reset),
+            ),
+            (
+                HeaderName::from_static("x-ratelimit-window"),
+                HeaderValue::from(self.window),
+            ),
         ]
     }
 
@@ -96,9 +108,15 @@ impl Decision {
     fn rejection(&self) -> ApiError {
         let mut error = ApiError::new(
             ErrorCode::RateLimitExceeded,
-            format!("rate limit of {} requests per {} seconds exceeded; retry in {} seconds", self.limit, self.window, self.retry_after),
+            format!(
+                "rate limit of {} requests per {} seconds exceeded; retry in {} seconds",
+                self.limit, self.window, self.retry_after
+            ),
         )
-        .with_header(HeaderName::from_static("retry-after"), HeaderValue::from(self.retry_after));
+        .with_header(
+            HeaderName::from_static("retry-after"),
+            HeaderValue::from(self.retry_after),
+        );
         for (name, value) in self.headers() {
             error = error.with_header(name, value);
         }
@@ -116,7 +134,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter with `limits`.
     pub fn new(limits: RateLimits) -> RateLimiter {
-        RateLimiter { limits, windows: Arc::new(Mutex::new(HashMap::new())) }
+        RateLimiter {
+            limits,
+            windows: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     /// The configured limits.
@@ -126,10 +147,15 @@ impl RateLimiter {
 
     /// Counts one request for `key` against `limit` per `window`.
     pub fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let window = window.as_secs().max(1);
         let start = now - now % window;
-        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if windows.len() > 100_000 {
             windows.retain(|_, (s, _)| *s == start);
         }
@@ -154,12 +180,20 @@ impl RateLimiter {
 
 /// Middleware: requests carrying a valid access token count against their session's
 /// per-plan limit. Requests without one pass (routes that need a token reject them).
-pub async fn per_token(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
+pub async fn per_token(
+    State(limiter): State<RateLimiter>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (mut parts, body) = request.into_parts();
     let decision = match authenticate(&mut parts).await {
         Ok(principal) => {
             let limit = limiter.limits.for_plan(principal.plan);
-            Some(limiter.hit(&format!("session:{}", principal.session_id), limit, limiter.limits.window))
+            Some(limiter.hit(
+                &format!("session:{}", principal.session_id),
+                limit,
+                limiter.limits.window,
+            ))
         }
         Err(_) => None,
     };
@@ -180,9 +214,16 @@ pub async fn per_ip(State(limiter): State<RateLimiter>, request: Request, next: 
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
+        .map_or_else(
+            || "unknown".to_owned(),
+            |ConnectInfo(addr)| addr.ip().to_string(),
+        );
     let limits = limiter.limits;
-    let decision = limiter.hit(&format!("auth-ip:{ip}"), limits.auth_per_ip, limits.auth_window);
+    let decision = limiter.hit(
+        &format!("auth-ip:{ip}"),
+        limits.auth_per_ip,
+        limits.auth_window,
+    );
     if !decision.allowed {
         return decision.rejection().into_response();
     }
@@ -208,12 +249,18 @@ mod tests {
         let refused = limiter.hit("k", 3, window);
         assert!(!refused.allowed);
         assert!(refused.retry_after >= 1 && refused.retry_after <= 3600);
-        assert!(limiter.hit("other", 3, window).allowed, "keys are independent");
+        assert!(
+            limiter.hit("other", 3, window).allowed,
+            "keys are independent"
+        );
     }
 
     #[test]
     fn plans_map_to_the_seed_limits() {
         let limits = RateLimits::default();
-        assert_eq!([Plan::Free, Plan::Professional, Plan::Enterprise].map(|p| limits.for_plan(p)), [100, 1_000, 10_000]);
+        assert_eq!(
+            [Plan::Free, Plan::Professional, Plan::Enterprise].map(|p| limits.for_plan(p)),
+            [100, 1_000, 10_000]
+        );
     }
 }

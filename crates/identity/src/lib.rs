@@ -10,6 +10,8 @@ mod accounts;
 mod magic;
 mod mail;
 mod members;
+mod oidc;
+mod outbound;
 mod passwords;
 mod platform;
 mod register;
@@ -42,6 +44,9 @@ pub struct IdentitySettings {
     pub magic_link_ttl: Duration,
     /// Failed sign-in handling.
     pub lockout: LockoutPolicy,
+    /// Let OIDC requests reach private and loopback addresses (for providers inside the
+    /// operator's network, and for tests).
+    pub oidc_allow_private_targets: bool,
 }
 
 /// What the identity routes need.
@@ -54,6 +59,8 @@ pub struct IdentityState {
 struct Inner {
     store: Store,
     tokens: Arc<Tokens>,
+    secret: Arc<SecretKey>,
+    outbound: reqwest::Client,
     mailer: Mailer,
     limiter: RateLimiter,
     settings: IdentitySettings,
@@ -66,14 +73,29 @@ impl IdentityState {
     pub async fn new(
         store: Store,
         tokens: Arc<Tokens>,
+        secret: Arc<SecretKey>,
         mailer: Mailer,
         limiter: RateLimiter,
         settings: IdentitySettings,
     ) -> Result<IdentityState, argon2::password_hash::Error> {
-        let throwaway = veloflux_secrets::random_token(24).map_err(|_| argon2::password_hash::Error::Crypto)?;
-        let password = veloflux_domain::Password::parse(&throwaway).map_err(|_| argon2::password_hash::Error::Crypto)?;
+        let throwaway =
+            veloflux_secrets::random_token(24).map_err(|_| argon2::password_hash::Error::Crypto)?;
+        let password = veloflux_domain::Password::parse(&throwaway)
+            .map_err(|_| argon2::password_hash::Error::Crypto)?;
         let dummy_hash = hash_password(password).await?;
-        Ok(IdentityState { inner: Arc::new(Inner { store, tokens, mailer, limiter, settings, dummy_hash }) })
+        let outbound = outbound::client(settings.oidc_allow_private_targets);
+        Ok(IdentityState {
+            inner: Arc::new(Inner {
+                store,
+                tokens,
+                secret,
+                outbound,
+                mailer,
+                limiter,
+                settings,
+                dummy_hash,
+            }),
+        })
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -82,6 +104,14 @@ impl IdentityState {
 
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.inner.tokens
+    }
+
+    pub(crate) fn secret(&self) -> &SecretKey {
+        &self.inner.secret
+    }
+
+    pub(crate) fn outbound(&self) -> &reqwest::Client {
+        &self.inner.outbound
     }
 
     pub(crate) fn mailer(&self) -> &Mailer {
@@ -102,7 +132,11 @@ impl IdentityState {
 }
 
 /// Loads the token service (signing keys) for `store`.
-pub async fn load_tokens(store: Store, secret: Arc<SecretKey>, settings: TokenSettings) -> Result<Arc<Tokens>, KeyError> {
+pub async fn load_tokens(
+    store: Store,
+    secret: Arc<SecretKey>,
+    settings: TokenSettings,
+) -> Result<Arc<Tokens>, KeyError> {
     Tokens::load(store, secret, settings).await
 }
 
@@ -113,12 +147,17 @@ pub fn router(state: IdentityState) -> OpenApiRouter {
         .merge(register::routes())
         .merge(sessions::public_routes())
         .merge(magic::routes())
-        .layer(axum::middleware::from_fn_with_state(state.inner.limiter.clone(), per_ip));
+        .merge(oidc::sign_in_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.inner.limiter.clone(),
+            per_ip,
+        ));
     OpenApiRouter::new()
         .merge(sign_in)
         .merge(sessions::routes())
         .merge(tenants::routes())
         .merge(members::routes())
         .merge(platform::routes())
+        .merge(oidc::routes())
         .with_state(state)
 }

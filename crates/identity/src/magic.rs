@@ -50,7 +50,9 @@ pub struct VerifyRequest {
 }
 
 pub(crate) fn routes() -> OpenApiRouter<IdentityState> {
-    OpenApiRouter::new().routes(routes!(request_link)).routes(routes!(verify))
+    OpenApiRouter::new()
+        .routes(routes!(request_link))
+        .routes(routes!(verify))
 }
 
 /// E-mails a single-use sign-in link, if the address has an account.
@@ -66,18 +68,37 @@ async fn request_link(
     match state.store().user_by_email(&email).await {
         Ok(user) => {
             let token = random_token(32).map_err(ApiError::internal)?;
-            let expires_at = Utc::now() + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?;
-            state.store().insert_magic_link(&sha256_hex(token.as_bytes()), user.id, expires_at).await?;
-            let link = format!("{}/auth/verify?token={token}", state.settings().public_url.trim_end_matches('/'));
+            let expires_at =
+                Utc::now() + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?;
+            state
+                .store()
+                .insert_magic_link(&sha256_hex(token.as_bytes()), user.id, expires_at)
+                .await?;
+            let link = format!(
+                "{}/auth/verify?token={token}",
+                state.settings().public_url.trim_end_matches('/')
+            );
             let text = format!(
                 "Hello,\n\nUse this link to sign in to VeloFlux. It works once and expires in {} minutes:\n\n{link}\n\n\
                  Or paste this code where you asked for the link:\n\n{token}\n\nIf you did not ask for it, ignore this message.\n",
                 ttl.as_secs() / 60
             );
-            if let Err(err) = state.mailer().send(&email, "Your VeloFlux sign-in link", text).await {
+            if let Err(err) = state
+                .mailer()
+                .send(&email, "Your VeloFlux sign-in link", text)
+                .await
+            {
                 tracing::error!(error = %err, user_id = %user.id, "could not send the magic link");
             }
-            audit(&state, Some(user.id), None, "auth.magic_link_sent", &peer.ip().to_string(), json!({})).await;
+            audit(
+                &state,
+                Some(user.id),
+                None,
+                "auth.magic_link_sent",
+                &peer.ip().to_string(),
+                json!({}),
+            )
+            .await;
         }
         Err(StoreError::NotFound) => {}
         Err(err) => return Err(err.into()),
@@ -100,23 +121,53 @@ async fn verify(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<VerifyRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
-    let invalid = || ApiError::new(ErrorCode::InvalidToken, "this sign-in link is invalid, used or expired");
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "this sign-in link is invalid, used or expired",
+        )
+    };
     let token = body.token.trim();
     if token.is_empty() || token.len() > 128 {
         return Err(invalid());
     }
-    let user_id = state.store().use_magic_link(&sha256_hex(token.as_bytes())).await?.ok_or_else(invalid)?;
+    let user_id = state
+        .store()
+        .use_magic_link(&sha256_hex(token.as_bytes()))
+        .await?
+        .ok_or_else(invalid)?;
     let user = state.store().user(user_id).await?;
-    let requested = body.tenant_id.as_deref().map(TenantId::parse).transpose().map_err(|e| ApiError::invalid("tenant_id", &e))?;
+    let requested = body
+        .tenant_id
+        .as_deref()
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("tenant_id", &e))?;
     let tenants: Vec<TenantId> = match requested {
         Some(tenant) => vec![tenant],
-        None => state.store().memberships(user_id).await?.into_iter().map(|m| m.tenant_id).collect(),
+        None => state
+            .store()
+            .memberships(user_id)
+            .await?
+            .into_iter()
+            .map(|m| m.tenant_id)
+            .collect(),
     };
     for tenant in tenants {
         if let Some(subject) = state.tokens().subject_for(user_id, tenant).await? {
-            let response = start_session(&state, &user, &subject, &peer.ip().to_string(), "auth.login_magic_link").await?;
+            let response = start_session(
+                &state,
+                &user,
+                &subject,
+                &peer.ip().to_string(),
+                "auth.login_magic_link",
+            )
+            .await?;
             return Ok(Json(response));
         }
     }
-    Err(ApiError::new(ErrorCode::AuthenticationFailed, "the account has no tenant to sign into"))
+    Err(ApiError::new(
+        ErrorCode::AuthenticationFailed,
+        "the account has no tenant to sign into",
+    ))
 }

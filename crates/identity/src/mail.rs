@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use veloflux_domain::Email;
@@ -39,7 +39,10 @@ impl std::fmt::Debug for SmtpSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("security", &self.security)
-            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "***")))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(user, _)| (user, "***")),
+            )
             .finish()
     }
 }
@@ -75,31 +78,45 @@ impl std::fmt::Debug for Mailer {
             Transport::Outbox(dir) => format!("outbox {}", dir.display()),
             Transport::Smtp(_) => "smtp".into(),
         };
-        f.debug_struct("Mailer").field("from", &self.from.to_string()).field("transport", &kind).finish()
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("transport", &kind)
+            .finish()
     }
 }
 
 impl Mailer {
     /// Writes every message to `dir` as an `.eml` file.
     pub fn outbox(dir: PathBuf, from: &str) -> Result<Mailer, MailError> {
-        Ok(Mailer { from: mailbox(from)?, transport: Transport::Outbox(dir) })
+        Ok(Mailer {
+            from: mailbox(from)?,
+            transport: Transport::Outbox(dir),
+        })
     }
 
     /// Sends through an SMTP server.
     pub fn smtp(settings: &SmtpSettings, from: &str) -> Result<Mailer, MailError> {
         let builder = match settings.security {
-            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
-            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
-                .map_err(|e| MailError::Smtp(e.to_string()))?,
-            SmtpSecurity::Tls => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host).map_err(|e| MailError::Smtp(e.to_string()))?
+            SmtpSecurity::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
             }
+            SmtpSecurity::StartTls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
+                    .map_err(|e| MailError::Smtp(e.to_string()))?
+            }
+            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
+                .map_err(|e| MailError::Smtp(e.to_string()))?,
         };
-        let mut builder = builder.port(settings.port).timeout(Some(std::time::Duration::from_secs(20)));
+        let mut builder = builder
+            .port(settings.port)
+            .timeout(Some(std::time::Duration::from_secs(20)));
         if let Some((user, password)) = &settings.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        Ok(Mailer { from: mailbox(from)?, transport: Transport::Smtp(builder.build()) })
+        Ok(Mailer {
+            from: mailbox(from)?,
+            transport: Transport::Smtp(builder.build()),
+        })
     }
 
     /// Sends a plain-text message.
@@ -112,7 +129,11 @@ impl Mailer {
             .body(body)
             .map_err(|e| MailError::Build(e.to_string()))?;
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| MailError::Smtp(e.to_string())),
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| MailError::Smtp(e.to_string())),
             Transport::Outbox(dir) => {
                 tokio::fs::create_dir_all(dir).await?;
                 let name = format!("{}.eml", uuid::Uuid::now_v7());
@@ -126,5 +147,7 @@ impl Mailer {
 }
 
 fn mailbox(address: &str) -> Result<Mailbox, MailError> {
-    address.parse::<Mailbox>().map_err(|e| MailError::Build(format!("{address}: {e}")))
+    address
+        .parse::<Mailbox>()
+        .map_err(|e| MailError::Build(format!("{address}: {e}")))
 }

@@ -9,7 +9,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{ApiError, DeferredJson, Auth, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query};
+use veloflux_api::{
+    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission,
+    Principal, Query,
+};
 use veloflux_domain::{Email, Invalid, Password, Role, UserId};
 use veloflux_store::{NewUser, StoreError, Tenant, UserUpdate};
 
@@ -71,21 +74,39 @@ pub(crate) fn routes() -> OpenApiRouter<IdentityState> {
 /// Only owners (and platform administrators) may hand out, take away or act on ownership.
 fn check_owner_rules(principal: &Principal, role: Role) -> Result<(), ApiError> {
     if role == Role::Owner && !principal.platform_admin && principal.role != Role::Owner {
-        return Err(ApiError::new(ErrorCode::InsufficientPermissions, "only an owner may grant, change or remove the owner role"));
+        return Err(ApiError::new(
+            ErrorCode::InsufficientPermissions,
+            "only an owner may grant, change or remove the owner role",
+        ));
     }
     Ok(())
 }
 
-async fn member(state: &IdentityState, tenant: &Tenant, raw_user: &str) -> Result<(veloflux_store::User, Role), ApiError> {
+async fn member(
+    state: &IdentityState,
+    tenant: &Tenant,
+    raw_user: &str,
+) -> Result<(veloflux_store::User, Role), ApiError> {
     let not_found = || ApiError::new(ErrorCode::UserNotFound, "user not found in this tenant");
     let user_id = UserId::parse(raw_user).map_err(|_| not_found())?;
-    let role = state.store().role_in(tenant.id, user_id).await?.ok_or_else(not_found)?;
+    let role = state
+        .store()
+        .role_in(tenant.id, user_id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok((state.store().user(user_id).await?, role))
 }
 
-async fn refuse_last_owner(state: &IdentityState, tenant: &Tenant, current: Role) -> Result<(), ApiError> {
+async fn refuse_last_owner(
+    state: &IdentityState,
+    tenant: &Tenant,
+    current: Role,
+) -> Result<(), ApiError> {
     if current == Role::Owner && state.store().count_role(tenant.id, Role::Owner).await? <= 1 {
-        return Err(ApiError::new(ErrorCode::Conflict, "a tenant must keep at least one owner"));
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a tenant must keep at least one owner",
+        ));
     }
     Ok(())
 }
@@ -100,9 +121,19 @@ async fn list_users(
     Query(page): Query<Pagination>,
 ) -> Result<Json<UserList>, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::Read).await?;
-    let page = state.store().tenant_users(tenant.id, &page.into_request()?).await?;
-    let users = page.items.iter().map(|(user, role)| UserView::new(user, tenant.id, *role)).collect();
-    Ok(Json(UserList { users, next_cursor: page.next_cursor }))
+    let page = state
+        .store()
+        .tenant_users(tenant.id, &page.into_request()?)
+        .await?;
+    let users = page
+        .items
+        .iter()
+        .map(|(user, role)| UserView::new(user, tenant.id, *role))
+        .collect();
+    Ok(Json(UserList {
+        users,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Adds a user to the tenant (owner, admin). An existing account joins; a new address gets
@@ -122,16 +153,30 @@ async fn add_user(
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
     let role = Role::parse(&body.role).map_err(|e| ApiError::invalid("role", &e))?;
     check_owner_rules(&principal, role)?;
-    if let Some(max) = tenant.settings.get("max_users").and_then(serde_json::Value::as_i64)
+    if let Some(max) = tenant
+        .settings
+        .get("max_users")
+        .and_then(serde_json::Value::as_i64)
         && tenant.user_count >= max
     {
-        return Err(ApiError::invalid("email", &Invalid::new("max_users", format!("this tenant is limited to {max} users"))));
+        return Err(ApiError::invalid(
+            "email",
+            &Invalid::new(
+                "max_users",
+                format!("this tenant is limited to {max} users"),
+            ),
+        ));
     }
     let store = state.store();
     let user = match store.user_by_email(&email).await {
         Ok(user) => {
             match store.add_membership(tenant.id, user.id, role).await {
-                Err(StoreError::Conflict { .. }) => return Err(ApiError::new(ErrorCode::Conflict, "this user is already a member of the tenant")),
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Conflict,
+                        "this user is already a member of the tenant",
+                    ));
+                }
                 other => other?,
             }
             user
@@ -139,9 +184,11 @@ async fn add_user(
         Err(StoreError::NotFound) => {
             let password_hash = match body.password.as_deref() {
                 Some(raw) => Some(
-                    hash_password(Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?)
-                        .await
-                        .map_err(ApiError::internal)?,
+                    hash_password(
+                        Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?,
+                    )
+                    .await
+                    .map_err(ApiError::internal)?,
                 ),
                 None => None,
             };
@@ -156,8 +203,19 @@ async fn add_user(
         }
         Err(err) => return Err(err.into()),
     };
-    audit(&state, Some(principal.user_id), Some(tenant.id), "user.added", &peer.ip().to_string(), json!({"user_id": user.id.to_string(), "role": role.as_str()})).await;
-    Ok((StatusCode::CREATED, Json(UserView::new(&user, tenant.id, role))))
+    audit(
+        &state,
+        Some(principal.user_id),
+        Some(tenant.id),
+        "user.added",
+        &peer.ip().to_string(),
+        json!({"user_id": user.id.to_string(), "role": role.as_str()}),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView::new(&user, tenant.id, role)),
+    ))
 }
 
 /// One user of the tenant.
@@ -206,14 +264,20 @@ async fn update_user(
             .map(|n| {
                 let n = n.trim();
                 if n.chars().count() > 100 || n.chars().any(char::is_control) {
-                    Err(ApiError::invalid(field, &Invalid::new("format", "must be at most 100 printable characters")))
+                    Err(ApiError::invalid(
+                        field,
+                        &Invalid::new("format", "must be at most 100 printable characters"),
+                    ))
                 } else {
                     Ok(n.to_owned())
                 }
             })
             .transpose()
     };
-    let update = UserUpdate { first_name: names(&body.first_name, "first_name")?, last_name: names(&body.last_name, "last_name")? };
+    let update = UserUpdate {
+        first_name: names(&body.first_name, "first_name")?,
+        last_name: names(&body.last_name, "last_name")?,
+    };
     if update.first_name.is_some() || update.last_name.is_some() {
         user = state.store().update_user(user.id, &update).await?;
     }
@@ -236,6 +300,14 @@ async fn remove_user(
     check_owner_rules(&principal, role)?;
     refuse_last_owner(&state, &tenant, role).await?;
     state.store().remove_membership(tenant.id, user.id).await?;
-    audit(&state, Some(principal.user_id), Some(tenant.id), "user.removed", &peer.ip().to_string(), json!({"user_id": user.id.to_string(), "role": role.as_str()})).await;
+    audit(
+        &state,
+        Some(principal.user_id),
+        Some(tenant.id),
+        "user.removed",
+        &peer.ip().to_string(),
+        json!({"user_id": user.id.to_string(), "role": role.as_str()}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{ApiError, DeferredJson, Auth, ErrorBody, ErrorCode, Json, Pagination, Query};
+use veloflux_api::{ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Query};
 use veloflux_domain::{Email, Password, PlatformRole, Role, TenantId};
 use veloflux_store::{AuditEntry, NewUser, PageRequest, StoreError, User};
 
@@ -153,7 +153,10 @@ async fn account_view(state: &IdentityState, user: &User) -> Result<AccountView,
         .memberships(user.id)
         .await?
         .into_iter()
-        .map(|m| MembershipView { tenant_id: m.tenant_id.to_string(), role: m.role.as_str().into() })
+        .map(|m| MembershipView {
+            tenant_id: m.tenant_id.to_string(),
+            role: m.role.as_str().into(),
+        })
         .collect();
     Ok(AccountView {
         user_id: user.id.to_string(),
@@ -170,14 +173,21 @@ async fn account_view(state: &IdentityState, user: &User) -> Result<AccountView,
 /// Every account with its tenants.
 #[utoipa::path(get, path = "/api/admin/users", tag = "admin-api", params(Pagination),
     responses((status = 200, body = AccountList), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-async fn list_accounts(State(state): State<IdentityState>, Auth(principal): Auth, Query(page): Query<Pagination>) -> Result<Json<AccountList>, ApiError> {
+async fn list_accounts(
+    State(state): State<IdentityState>,
+    Auth(principal): Auth,
+    Query(page): Query<Pagination>,
+) -> Result<Json<AccountList>, ApiError> {
     principal.require_platform_admin()?;
     let page = state.store().list_users(&page.into_request()?).await?;
     let mut users = Vec::with_capacity(page.items.len());
     for user in &page.items {
         users.push(account_view(&state, user).await?);
     }
-    Ok(Json(AccountList { users, next_cursor: page.next_cursor }))
+    Ok(Json(AccountList {
+        users,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Creates an account in a tenant (the default one when none is named).
@@ -193,13 +203,23 @@ async fn create_account(
     principal.require_platform_admin()?;
     let body = body.parse()?;
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
-    let role = body.role.as_deref().map(Role::parse).transpose().map_err(|e| ApiError::invalid("role", &e))?.unwrap_or(Role::Member);
+    let role = body
+        .role
+        .as_deref()
+        .map(Role::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("role", &e))?
+        .unwrap_or(Role::Member);
     let tenant = match body.tenant_id.as_deref() {
         Some(raw) => TenantId::parse(raw).map_err(|e| ApiError::invalid("tenant_id", &e))?,
         None => state.store().ensure_default_tenant().await?,
     };
     let password_hash = match body.password.as_deref() {
-        Some(raw) => Some(hash_password(Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?).await.map_err(ApiError::internal)?),
+        Some(raw) => Some(
+            hash_password(Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?)
+                .await
+                .map_err(ApiError::internal)?,
+        ),
         None => None,
     };
     let new = NewUser {
@@ -209,20 +229,37 @@ async fn create_account(
         password_hash,
         platform_role: body.platform_admin.then_some(PlatformRole::Admin),
     };
-    let user = match state.store().create_user_in_tenant(&new, tenant, role).await {
-        Err(StoreError::Conflict { .. }) => return Err(ApiError::new(ErrorCode::Conflict, "this e-mail is already registered")),
-        Err(StoreError::NotFound) => return Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found")),
+    let user = match state
+        .store()
+        .create_user_in_tenant(&new, tenant, role)
+        .await
+    {
+        Err(StoreError::Conflict { .. }) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this e-mail is already registered",
+            ));
+        }
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found"));
+        }
         other => other?,
     };
     audit(&state, Some(principal.user_id), Some(tenant), "user.created", &peer.ip().to_string(),
         json!({"user_id": user.id.to_string(), "platform_admin": body.platform_admin, "role": role.as_str()})).await;
-    Ok((StatusCode::CREATED, Json(account_view(&state, &user).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(account_view(&state, &user).await?),
+    ))
 }
 
 /// Totals over the platform.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin-api",
     responses((status = 200, body = PlatformStats), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-async fn stats(State(state): State<IdentityState>, Auth(principal): Auth) -> Result<Json<PlatformStats>, ApiError> {
+async fn stats(
+    State(state): State<IdentityState>,
+    Auth(principal): Auth,
+) -> Result<Json<PlatformStats>, ApiError> {
     principal.require_platform_admin()?;
     let counts = state.store().platform_counts().await?;
     Ok(Json(PlatformStats {
@@ -237,12 +274,28 @@ async fn stats(State(state): State<IdentityState>, Auth(principal): Auth) -> Res
 /// configuration changes.
 #[utoipa::path(get, path = "/api/admin/logs", tag = "admin-api", params(LogQuery),
     responses((status = 200, body = LogList), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-async fn logs(State(state): State<IdentityState>, Auth(principal): Auth, Query(query): Query<LogQuery>) -> Result<Json<LogList>, ApiError> {
+async fn logs(
+    State(state): State<IdentityState>,
+    Auth(principal): Auth,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<LogList>, ApiError> {
     principal.require_platform_admin()?;
-    let tenant = query.tenant_id.as_deref().map(TenantId::parse).transpose().map_err(|e| ApiError::invalid("tenant_id", &e))?;
-    let page: PageRequest = Pagination { limit: query.limit, cursor: query.cursor }.into_request()?;
+    let tenant = query
+        .tenant_id
+        .as_deref()
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("tenant_id", &e))?;
+    let page: PageRequest = Pagination {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .into_request()?;
     let page = state.store().audit_log(tenant, &page).await?;
-    Ok(Json(LogList { logs: page.items.into_iter().map(log_entry).collect(), next_cursor: page.next_cursor }))
+    Ok(Json(LogList {
+        logs: page.items.into_iter().map(log_entry).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 fn log_entry(entry: AuditEntry) -> LogEntry {

@@ -107,10 +107,17 @@ fn authentication_failed() -> ApiError {
     ApiError::new(ErrorCode::AuthenticationFailed, "invalid email or password")
 }
 
-async fn sign_in(state: &IdentityState, peer: SocketAddr, body: LoginRequest) -> Result<SessionResponse, ApiError> {
+async fn sign_in(
+    state: &IdentityState,
+    peer: SocketAddr,
+    body: LoginRequest,
+) -> Result<SessionResponse, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
     if body.password.is_empty() {
-        return Err(ApiError::invalid("password", &veloflux_domain::Invalid::new("required", "password is required")));
+        return Err(ApiError::invalid(
+            "password",
+            &veloflux_domain::Invalid::new("required", "password is required"),
+        ));
     }
     let store = state.store();
     let ip = peer.ip().to_string();
@@ -127,14 +134,26 @@ async fn sign_in(state: &IdentityState, peer: SocketAddr, body: LoginRequest) ->
         None => None,
     };
     // Unknown accounts are checked against a dummy hash so that both answers take as long.
-    let verified = verify_password(body.password, hash.unwrap_or_else(|| state.dummy_hash().to_owned())).await;
+    let verified = verify_password(
+        body.password,
+        hash.unwrap_or_else(|| state.dummy_hash().to_owned()),
+    )
+    .await;
     let subject = match (&user, verified) {
         (Some(user), true) => subject_for_login(state, user, body.tenant_id.as_deref()).await?,
         _ => None,
     };
     let Some(subject) = subject else {
         throttle::record_failure(store, state.lockout(), &account_key, &ip_key).await?;
-        audit(state, user.as_ref().map(|u| u.id), None, "auth.login_failed", &ip, json!({"email": email.as_str()})).await;
+        audit(
+            state,
+            user.as_ref().map(|u| u.id),
+            None,
+            "auth.login_failed",
+            &ip,
+            json!({"email": email.as_str()}),
+        )
+        .await;
         return Err(authentication_failed());
     };
     let user = user.ok_or_else(authentication_failed)?;
@@ -144,7 +163,11 @@ async fn sign_in(state: &IdentityState, peer: SocketAddr, body: LoginRequest) ->
 
 /// The tenant a sign-in goes to: the one asked for (if the user may enter it) or the
 /// user's oldest membership.
-async fn subject_for_login(state: &IdentityState, user: &User, tenant: Option<&str>) -> Result<Option<SessionSubject>, ApiError> {
+async fn subject_for_login(
+    state: &IdentityState,
+    user: &User,
+    tenant: Option<&str>,
+) -> Result<Option<SessionSubject>, ApiError> {
     let tokens = state.tokens();
     match tenant.map(str::trim).filter(|t| !t.is_empty()) {
         Some(raw) => match TenantId::parse(raw) {
@@ -158,7 +181,9 @@ async fn subject_for_login(state: &IdentityState, user: &User, tenant: Option<&s
                 }
             }
             match state.store().default_tenant().await? {
-                Some(default) if user.platform_role.is_some() => tokens.subject_for(user.id, default).await,
+                Some(default) if user.platform_role.is_some() => {
+                    tokens.subject_for(user.id, default).await
+                }
                 _ => Ok(None),
             }
         }
@@ -178,7 +203,15 @@ pub(crate) async fn start_session(
     let at = state.store().touch_last_login(user.id).await?;
     let mut view = UserView::new(user, subject.tenant_id, subject.role);
     view.last_login = Some(crate::views::rfc3339(at));
-    audit(state, Some(user.id), Some(subject.tenant_id), action, ip, json!({"role": subject.role.as_str()})).await;
+    audit(
+        state,
+        Some(user.id),
+        Some(subject.tenant_id),
+        action,
+        ip,
+        json!({"role": subject.role.as_str()}),
+    )
+    .await;
     tracing::info!(user_id = %user.id, tenant_id = %subject.tenant_id, action, "signed in");
     Ok(SessionResponse::new(pair, view))
 }
@@ -212,23 +245,43 @@ pub(crate) async fn audit(
     responses((status = 200, body = SessionResponse),
               (status = 401, description = "INVALID_TOKEN or TOKEN_EXPIRED", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn refresh(State(state): State<IdentityState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, parts: Parts, RawBody(body): RawBody) -> Result<Json<SessionResponse>, ApiError> {
+async fn refresh(
+    State(state): State<IdentityState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+    RawBody(body): RawBody,
+) -> Result<Json<SessionResponse>, ApiError> {
     refresh_session(&state, peer, &parts, &body).await.map(Json)
 }
 
 /// Same as `POST /auth/refresh`.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", responses((status = 200, body = SessionResponse)), security(("bearer" = [])))]
-async fn refresh_api(State(state): State<IdentityState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, parts: Parts, RawBody(body): RawBody) -> Result<Json<SessionResponse>, ApiError> {
+async fn refresh_api(
+    State(state): State<IdentityState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+    RawBody(body): RawBody,
+) -> Result<Json<SessionResponse>, ApiError> {
     refresh_session(&state, peer, &parts, &body).await.map(Json)
 }
 
 /// Same as `POST /auth/refresh` (Page Magic's path).
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", responses((status = 200, body = SessionResponse)), security(("bearer" = [])))]
-async fn refresh_v1(State(state): State<IdentityState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, parts: Parts, RawBody(body): RawBody) -> Result<Json<SessionResponse>, ApiError> {
+async fn refresh_v1(
+    State(state): State<IdentityState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+    RawBody(body): RawBody,
+) -> Result<Json<SessionResponse>, ApiError> {
     refresh_session(&state, peer, &parts, &body).await.map(Json)
 }
 
-async fn refresh_session(state: &IdentityState, peer: SocketAddr, parts: &Parts, body: &[u8]) -> Result<SessionResponse, ApiError> {
+async fn refresh_session(
+    state: &IdentityState,
+    peer: SocketAddr,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<SessionResponse, ApiError> {
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -238,45 +291,83 @@ async fn refresh_session(state: &IdentityState, peer: SocketAddr, parts: &Parts,
         .map(str::to_owned)
         .or(from_body)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing refresh token"))?;
-    let (pair, subject) = state.tokens().refresh(&token, Some(peer.ip().to_string())).await?;
+    let (pair, subject) = state
+        .tokens()
+        .refresh(&token, Some(peer.ip().to_string()))
+        .await?;
     let user = state.store().user(subject.user_id).await?;
-    Ok(SessionResponse::new(pair, UserView::new(&user, subject.tenant_id, subject.role)))
+    Ok(SessionResponse::new(
+        pair,
+        UserView::new(&user, subject.tenant_id, subject.role),
+    ))
 }
 
 /// Ends the session of the bearer token (access or refresh token): every token of the
 /// session stops working.
 #[utoipa::path(get, path = "/api/auth/logout", tag = "auth",
     responses((status = 200, body = Done), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-async fn logout_get(State(state): State<IdentityState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, parts: Parts) -> Result<Json<Done>, ApiError> {
+async fn logout_get(
+    State(state): State<IdentityState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+) -> Result<Json<Done>, ApiError> {
     end_session(&state, peer, &parts).await
 }
 
 /// Same as `GET /api/auth/logout`.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 200, body = Done)), security(("bearer" = [])))]
-async fn logout_post(State(state): State<IdentityState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, parts: Parts) -> Result<Json<Done>, ApiError> {
+async fn logout_post(
+    State(state): State<IdentityState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+) -> Result<Json<Done>, ApiError> {
     end_session(&state, peer, &parts).await
 }
 
 /// Same as `GET /api/auth/logout`.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 200, body = Done)), security(("bearer" = [])))]
-async fn logout_auth(State(state): State<IdentityState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, parts: Parts) -> Result<Json<Done>, ApiError> {
+async fn logout_auth(
+    State(state): State<IdentityState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+) -> Result<Json<Done>, ApiError> {
     end_session(&state, peer, &parts).await
 }
 
-async fn end_session(state: &IdentityState, peer: SocketAddr, parts: &Parts) -> Result<Json<Done>, ApiError> {
-    let token = bearer_token(parts).ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing bearer token"))?;
+async fn end_session(
+    state: &IdentityState,
+    peer: SocketAddr,
+    parts: &Parts,
+) -> Result<Json<Done>, ApiError> {
+    let token = bearer_token(parts)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing bearer token"))?;
     let session = state.tokens().session_of(token).await?;
     state.tokens().revoke_session(&session).await?;
-    audit(state, None, None, "auth.logout", &peer.ip().to_string(), json!({"session_id": session})).await;
+    audit(
+        state,
+        None,
+        None,
+        "auth.logout",
+        &peer.ip().to_string(),
+        json!({"session_id": session}),
+    )
+    .await;
     Ok(Json(Done { success: true }))
 }
 
 /// The signed-in user, with `last_login`.
 #[utoipa::path(get, path = "/api/profile", tag = "auth",
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-async fn profile(State(state): State<IdentityState>, Auth(principal): Auth) -> Result<Json<UserView>, ApiError> {
+async fn profile(
+    State(state): State<IdentityState>,
+    Auth(principal): Auth,
+) -> Result<Json<UserView>, ApiError> {
     let user = state.store().user(principal.user_id).await?;
-    Ok(Json(UserView::new(&user, principal.tenant_id, principal.role)))
+    Ok(Json(UserView::new(
+        &user,
+        principal.tenant_id,
+        principal.role,
+    )))
 }
 
 /// Same as `GET /api/profile`.
@@ -302,6 +393,14 @@ async fn rotate_keys(
 ) -> Result<Json<RotationResponse>, ApiError> {
     principal.require_platform_admin()?;
     let kid = state.tokens().rotate().await.map_err(ApiError::internal)?;
-    audit(&state, Some(principal.user_id), None, "auth.keys_rotated", &peer.ip().to_string(), json!({"kid": kid})).await;
+    audit(
+        &state,
+        Some(principal.user_id),
+        None,
+        "auth.keys_rotated",
+        &peer.ip().to_string(),
+        json!({"kid": kid}),
+    )
+    .await;
     Ok(Json(RotationResponse { kid }))
 }

@@ -10,7 +10,10 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{ApiError, DeferredJson, Auth, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query};
+use veloflux_api::{
+    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission,
+    Principal, Query,
+};
 use veloflux_domain::{Email, Invalid, Plan, Role, TenantId, TenantName, TenantStatus};
 use veloflux_store::{NewTenant, NewUser, StoreError, Tenant, TenantUpdate};
 
@@ -105,9 +108,15 @@ pub(crate) fn routes() -> OpenApiRouter<IdentityState> {
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
 }
 
-pub(crate) async fn tenant_view(state: &IdentityState, tenant: Tenant) -> Result<TenantView, ApiError> {
+pub(crate) async fn tenant_view(
+    state: &IdentityState,
+    tenant: Tenant,
+) -> Result<TenantView, ApiError> {
     let now = Utc::now();
-    let month_start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(now);
+    let month_start = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
     let usage = state.store().tenant_usage(tenant.id, month_start).await?;
     #[allow(clippy::cast_precision_loss, reason = "byte counts far below 2^53")]
     let bandwidth_gb = (usage.bytes_in + usage.bytes_out) as f64 / 1e9;
@@ -118,7 +127,10 @@ pub(crate) async fn tenant_view(state: &IdentityState, tenant: Tenant) -> Result
         plan: tenant.plan.as_str().into(),
         created_at: rfc3339(tenant.created_at),
         user_count: tenant.user_count,
-        usage: TenantUsage { requests_per_month: usage.requests, bandwidth_gb },
+        usage: TenantUsage {
+            requests_per_month: usage.requests,
+            bandwidth_gb,
+        },
         settings: tenant.settings,
     })
 }
@@ -137,7 +149,9 @@ pub(crate) async fn visible_tenant(
     let id = parse_tenant_id(raw)?;
     principal.require(permission, id)?;
     match state.store().tenant(id).await {
-        Err(StoreError::NotFound) => Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found")),
+        Err(StoreError::NotFound) => {
+            Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found"))
+        }
         other => Ok(other?),
     }
 }
@@ -155,14 +169,23 @@ async fn list_tenants(
         let page = state.store().list_tenants(&page).await?;
         (page.items, page.next_cursor)
     } else {
-        let ids: Vec<TenantId> = state.store().memberships(principal.user_id).await?.into_iter().map(|m| m.tenant_id).collect();
+        let ids: Vec<TenantId> = state
+            .store()
+            .memberships(principal.user_id)
+            .await?
+            .into_iter()
+            .map(|m| m.tenant_id)
+            .collect();
         (state.store().tenants_by_ids(&ids).await?, None)
     };
     let mut views = Vec::with_capacity(tenants.len());
     for tenant in tenants {
         views.push(tenant_view(&state, tenant).await?);
     }
-    Ok(Json(TenantList { tenants: views, next_cursor }))
+    Ok(Json(TenantList {
+        tenants: views,
+        next_cursor,
+    }))
 }
 
 /// Creates a tenant (platform administrators). With `admin_email`, that user owns it.
@@ -178,36 +201,76 @@ async fn create_tenant(
     principal.require_platform_admin()?;
     let body = body.parse()?;
     let name = TenantName::parse(&body.name).map_err(|e| ApiError::invalid("name", &e))?;
-    let plan = body.plan.as_deref().map(Plan::parse).transpose().map_err(|e| ApiError::invalid("plan", &e))?.unwrap_or(Plan::Free);
+    let plan = body
+        .plan
+        .as_deref()
+        .map(Plan::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("plan", &e))?
+        .unwrap_or(Plan::Free);
     let settings = match &body.settings {
         Some(settings) => validate_settings(settings)?,
         None => Map::new(),
     };
-    let owner = body.admin_email.as_deref().map(Email::parse).transpose().map_err(|e| ApiError::invalid("admin_email", &e))?;
+    let owner = body
+        .admin_email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("admin_email", &e))?;
     let store = state.store();
-    let tenant = store.create_tenant(&NewTenant { name, plan, settings: Value::Object(settings) }).await?;
+    let tenant = store
+        .create_tenant(&NewTenant {
+            name,
+            plan,
+            settings: Value::Object(settings),
+        })
+        .await?;
     if let Some(email) = owner {
         let user = match store.user_by_email(&email).await {
             Ok(user) => user,
             Err(StoreError::NotFound) => {
                 store
-                    .create_user(&NewUser { email, first_name: String::new(), last_name: String::new(), password_hash: None, platform_role: None })
+                    .create_user(&NewUser {
+                        email,
+                        first_name: String::new(),
+                        last_name: String::new(),
+                        password_hash: None,
+                        platform_role: None,
+                    })
                     .await?
             }
             Err(err) => return Err(err.into()),
         };
-        store.add_membership(tenant.id, user.id, Role::Owner).await?;
+        store
+            .add_membership(tenant.id, user.id, Role::Owner)
+            .await?;
     }
-    audit(&state, Some(principal.user_id), Some(tenant.id), "tenant.created", &peer.ip().to_string(), json!({"plan": plan.as_str()})).await;
+    audit(
+        &state,
+        Some(principal.user_id),
+        Some(tenant.id),
+        "tenant.created",
+        &peer.ip().to_string(),
+        json!({"plan": plan.as_str()}),
+    )
+    .await;
     let tenant = store.tenant(tenant.id).await?;
-    Ok((StatusCode::CREATED, Json(tenant_view(&state, tenant).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(tenant_view(&state, tenant).await?),
+    ))
 }
 
 /// One tenant.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path)),
     responses((status = 200, body = TenantView), (status = 404, description = "TENANT_NOT_FOUND", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_tenant(State(state): State<IdentityState>, Auth(principal): Auth, Path(tenant_id): Path<String>) -> Result<Json<TenantView>, ApiError> {
+async fn get_tenant(
+    State(state): State<IdentityState>,
+    Auth(principal): Auth,
+    Path(tenant_id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::Read).await?;
     Ok(Json(tenant_view(&state, tenant).await?))
 }
@@ -242,11 +305,20 @@ async fn update_tenant(
     }
     if let Some(status) = &body.status {
         principal.require_platform_admin()?;
-        update.status = Some(TenantStatus::parse(status).map_err(|e| ApiError::invalid("status", &e))?);
+        update.status =
+            Some(TenantStatus::parse(status).map_err(|e| ApiError::invalid("status", &e))?);
         changed.push("status");
     }
     let updated = state.store().update_tenant(tenant.id, &update).await?;
-    audit(&state, Some(principal.user_id), Some(tenant.id), "tenant.updated", &peer.ip().to_string(), json!({"changed": changed})).await;
+    audit(
+        &state,
+        Some(principal.user_id),
+        Some(tenant.id),
+        "tenant.updated",
+        &peer.ip().to_string(),
+        json!({"changed": changed}),
+    )
+    .await;
     Ok(Json(tenant_view(&state, updated).await?))
 }
 
@@ -263,15 +335,28 @@ async fn delete_tenant(
 ) -> Result<StatusCode, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::DeleteTenant).await?;
     if state.store().default_tenant().await? == Some(tenant.id) {
-        return Err(ApiError::new(ErrorCode::Conflict, "the default tenant cannot be deleted"));
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the default tenant cannot be deleted",
+        ));
     }
     state.store().delete_tenant(tenant.id).await?;
-    audit(&state, Some(principal.user_id), Some(tenant.id), "tenant.deleted", &peer.ip().to_string(), json!({"name": tenant.name})).await;
+    audit(
+        &state,
+        Some(principal.user_id),
+        Some(tenant.id),
+        "tenant.deleted",
+        &peer.ip().to_string(),
+        json!({"name": tenant.name}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Checks the settings VeloFlux reads; other keys are kept as given. `null` removes a key.
-pub(crate) fn validate_settings(settings: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn validate_settings(
+    settings: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let field = |key: &str| format!("settings.{key}");
     for (key, value) in settings {
         if value.is_null() {
@@ -281,7 +366,9 @@ pub(crate) fn validate_settings(settings: &Map<String, Value>) -> Result<Map<Str
             "max_users" => value.as_u64().is_some_and(|n| n >= 1),
             "max_requests_per_month" => value.as_u64().is_some(),
             "allow_self_signup" => value.is_boolean(),
-            "allowed_origins" => value.as_array().is_some_and(|origins| origins.iter().all(|o| o.as_str().is_some_and(is_origin))),
+            "allowed_origins" => value
+                .as_array()
+                .is_some_and(|origins| origins.iter().all(|o| o.as_str().is_some_and(is_origin))),
             _ => true,
         };
         if !ok {
@@ -291,7 +378,10 @@ pub(crate) fn validate_settings(settings: &Map<String, Value>) -> Result<Map<Str
                 "allow_self_signup" => "true or false",
                 _ => "a list of origins such as https://app.example.com",
             };
-            return Err(ApiError::invalid(&field(key), &Invalid::new("type", format!("must be {expected}"))));
+            return Err(ApiError::invalid(
+                &field(key),
+                &Invalid::new("type", format!("must be {expected}")),
+            ));
         }
     }
     Ok(settings.clone())
@@ -299,6 +389,12 @@ pub(crate) fn validate_settings(settings: &Map<String, Value>) -> Result<Map<Str
 
 /// `scheme://host[:port]` with no path: what browsers send in `Origin`.
 pub(crate) fn is_origin(text: &str) -> bool {
-    let Ok(url) = url::Url::parse(text) else { return false };
-    matches!(url.scheme(), "http" | "https") && url.host_str().is_some() && url.path() == "/" && !text.ends_with('/') && url.query().is_none()
+    let Ok(url) = url::Url::parse(text) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && !text.ends_with('/')
+        && url.query().is_none()
 }

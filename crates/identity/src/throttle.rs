@@ -46,15 +46,22 @@ pub(crate) fn ip_key(ip: &str) -> String {
 pub(crate) async fn ensure_unlocked(store: &Store, keys: &[String]) -> Result<(), ApiError> {
     let now = Utc::now();
     for key in keys {
-        let Some(throttle) = store.login_throttle(key).await? else { continue };
+        let Some(throttle) = store.login_throttle(key).await? else {
+            continue;
+        };
         match throttle.locked_until {
             Some(until) if until > now => {
-                let wait = u64::try_from((until - now).num_seconds()).unwrap_or(1).max(1);
+                let wait = u64::try_from((until - now).num_seconds())
+                    .unwrap_or(1)
+                    .max(1);
                 return Err(ApiError::new(
                     ErrorCode::RateLimitExceeded,
                     format!("too many failed sign-in attempts; try again in {wait} seconds"),
                 )
-                .with_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(wait)));
+                .with_header(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(wait),
+                ));
             }
             Some(_) => store.clear_login_throttle(key).await?,
             None => {}
@@ -65,17 +72,29 @@ pub(crate) async fn ensure_unlocked(store: &Store, keys: &[String]) -> Result<()
 
 /// Counts a failure against the account and the IP, locks what crossed its threshold, and
 /// waits the slow-down delay.
-pub(crate) async fn record_failure(store: &Store, policy: &LockoutPolicy, account: &str, ip: &str) -> Result<(), ApiError> {
+pub(crate) async fn record_failure(
+    store: &Store,
+    policy: &LockoutPolicy,
+    account: &str,
+    ip: &str,
+) -> Result<(), ApiError> {
     let account_failures = store.record_login_failure(account).await?;
     let ip_failures = store.record_login_failure(ip).await?;
-    let until = Utc::now() + chrono::Duration::from_std(policy.lockout).unwrap_or(chrono::Duration::minutes(15));
+    let until = Utc::now()
+        + chrono::Duration::from_std(policy.lockout).unwrap_or(chrono::Duration::minutes(15));
     if account_failures >= policy.max_failures_per_account {
         store.lock_login(account, until).await?;
-        tracing::warn!(failures = account_failures, "account locked after repeated sign-in failures");
+        tracing::warn!(
+            failures = account_failures,
+            "account locked after repeated sign-in failures"
+        );
     }
     if ip_failures >= policy.max_failures_per_ip {
         store.lock_login(ip, until).await?;
-        tracing::warn!(failures = ip_failures, "client address locked after repeated sign-in failures");
+        tracing::warn!(
+            failures = ip_failures,
+            "client address locked after repeated sign-in failures"
+        );
     }
     let steps = u32::try_from(account_failures.clamp(0, 4)).unwrap_or(4);
     tokio::time::sleep(policy.slowdown_step * steps).await;

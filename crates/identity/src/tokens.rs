@@ -25,7 +25,9 @@ use serde_json::json;
 use veloflux_api::{ApiError, ErrorCode, Principal};
 use veloflux_domain::{Plan, Role, TenantId, UserId};
 use veloflux_secrets::{SecretKey, random_token, sha256_hex};
-use veloflux_store::{NewAuditEntry, NewRefreshToken, RefreshUse, SigningKeyRow, Store, StoreError};
+use veloflux_store::{
+    NewAuditEntry, NewRefreshToken, RefreshUse, SigningKeyRow, Store, StoreError,
+};
 
 /// Lifetimes and names of tokens.
 #[derive(Debug, Clone)]
@@ -38,7 +40,10 @@ pub struct TokenSettings {
 
 impl Default for TokenSettings {
     fn default() -> Self {
-        TokenSettings { access_ttl: Duration::from_secs(3600), refresh_ttl: Duration::from_secs(30 * 86_400) }
+        TokenSettings {
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+        }
     }
 }
 
@@ -105,7 +110,9 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,19 +134,30 @@ pub enum KeyError {
 
 impl Tokens {
     /// Loads the signing keys, creating the first one on a new installation.
-    pub async fn load(store: Store, secret: Arc<SecretKey>, settings: TokenSettings) -> Result<Arc<Tokens>, KeyError> {
+    pub async fn load(
+        store: Store,
+        secret: Arc<SecretKey>,
+        settings: TokenSettings,
+    ) -> Result<Arc<Tokens>, KeyError> {
         let keys = load_keys(&store, &secret, &settings).await?;
         let keys = match keys {
             Some(keys) => keys,
             None => {
                 insert_new_key(&store, &secret).await?;
-                load_keys(&store, &secret, &settings).await?.ok_or_else(|| KeyError::Key {
-                    kid: "-".into(),
-                    reason: "no signing key after creating one".into(),
-                })?
+                load_keys(&store, &secret, &settings)
+                    .await?
+                    .ok_or_else(|| KeyError::Key {
+                        kid: "-".into(),
+                        reason: "no signing key after creating one".into(),
+                    })?
             }
         };
-        Ok(Arc::new(Tokens { store, secret, settings, keys: RwLock::new(Arc::new(keys)) }))
+        Ok(Arc::new(Tokens {
+            store,
+            secret,
+            settings,
+            keys: RwLock::new(Arc::new(keys)),
+        }))
     }
 
     /// Token lifetimes.
@@ -148,13 +166,21 @@ impl Tokens {
     }
 
     fn current(&self) -> Arc<KeySet> {
-        Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Re-reads the key set from the store (after a rotation, possibly on another node).
     pub async fn reload(&self) -> Result<(), KeyError> {
         if let Some(keys) = load_keys(&self.store, &self.secret, &self.settings).await? {
-            *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+            *self
+                .keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
         }
         Ok(())
     }
@@ -183,9 +209,17 @@ impl Tokens {
         self.issue_in_family(subject, &family).await
     }
 
-    async fn issue_in_family(&self, subject: &SessionSubject, family: &str) -> Result<TokenPair, ApiError> {
-        let refresh_token = format!("{REFRESH_PREFIX}{}", random_token(32).map_err(ApiError::internal)?);
-        let refresh_ttl = chrono::Duration::from_std(self.settings.refresh_ttl).map_err(ApiError::internal)?;
+    async fn issue_in_family(
+        &self,
+        subject: &SessionSubject,
+        family: &str,
+    ) -> Result<TokenPair, ApiError> {
+        let refresh_token = format!(
+            "{REFRESH_PREFIX}{}",
+            random_token(32).map_err(ApiError::internal)?
+        );
+        let refresh_ttl =
+            chrono::Duration::from_std(self.settings.refresh_ttl).map_err(ApiError::internal)?;
         self.store
             .insert_refresh_token(&NewRefreshToken {
                 token_hash: sha256_hex(refresh_token.as_bytes()),
@@ -213,18 +247,31 @@ impl Tokens {
         let keys = self.current();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.signing_kid.clone());
-        let access_token = jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(ApiError::internal)?;
-        Ok(TokenPair { access_token, refresh_token, expires_in: self.settings.access_ttl.as_secs() })
+        let access_token =
+            jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(ApiError::internal)?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            expires_in: self.settings.access_ttl.as_secs(),
+        })
     }
 
     /// Exchanges a refresh token for a new pair in the same family. A replayed token
     /// revokes the family and is audited as a security event.
-    pub async fn refresh(&self, refresh_token: &str, ip: Option<String>) -> Result<(TokenPair, SessionSubject), ApiError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        ip: Option<String>,
+    ) -> Result<(TokenPair, SessionSubject), ApiError> {
         let invalid = || ApiError::new(ErrorCode::InvalidToken, "invalid refresh token");
         if !refresh_token.starts_with(REFRESH_PREFIX) {
             return Err(invalid());
         }
-        let row = match self.store.use_refresh_token(&sha256_hex(refresh_token.as_bytes())).await? {
+        let row = match self
+            .store
+            .use_refresh_token(&sha256_hex(refresh_token.as_bytes()))
+            .await?
+        {
             RefreshUse::Fresh(row) => row,
             RefreshUse::Reused(row) => {
                 let revoked = self.store.revoke_refresh_family(&row.family_id).await?;
@@ -239,12 +286,23 @@ impl Tokens {
                         details: json!({"session_id": row.family_id, "tokens_revoked": revoked}),
                     })
                     .await?;
-                return Err(ApiError::new(ErrorCode::InvalidToken, "refresh token was already used; the session has been revoked"));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "refresh token was already used; the session has been revoked",
+                ));
             }
-            RefreshUse::Expired => return Err(ApiError::new(ErrorCode::TokenExpired, "refresh token expired")),
+            RefreshUse::Expired => {
+                return Err(ApiError::new(
+                    ErrorCode::TokenExpired,
+                    "refresh token expired",
+                ));
+            }
             RefreshUse::Unknown => return Err(invalid()),
         };
-        let subject = self.subject_for(row.user_id, row.tenant_id).await?.ok_or_else(invalid)?;
+        let subject = self
+            .subject_for(row.user_id, row.tenant_id)
+            .await?
+            .ok_or_else(invalid)?;
         let pair = self.issue_in_family(&subject, &row.family_id).await?;
         Ok((pair, subject))
     }
@@ -253,8 +311,13 @@ impl Tokens {
     /// a refresh token's family.
     pub async fn session_of(&self, bearer: &str) -> Result<String, ApiError> {
         if bearer.starts_with(REFRESH_PREFIX) {
-            let row = self.store.refresh_token(&sha256_hex(bearer.as_bytes())).await?;
-            return row.map(|r| r.family_id).ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid token"));
+            let row = self
+                .store
+                .refresh_token(&sha256_hex(bearer.as_bytes()))
+                .await?;
+            return row
+                .map(|r| r.family_id)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid token"));
         }
         Ok(self.verify(bearer).await?.sid)
     }
@@ -266,7 +329,11 @@ impl Tokens {
     }
 
     /// The subject as it is now: current role (or none), plan and admin flag.
-    pub async fn subject_for(&self, user_id: UserId, tenant_id: TenantId) -> Result<Option<SessionSubject>, ApiError> {
+    pub async fn subject_for(
+        &self,
+        user_id: UserId,
+        tenant_id: TenantId,
+    ) -> Result<Option<SessionSubject>, ApiError> {
         let user = match self.store.user(user_id).await {
             Ok(user) => user,
             Err(StoreError::NotFound) => return Ok(None),
@@ -286,7 +353,13 @@ impl Tokens {
             None if platform_admin => Role::Owner,
             None => return Ok(None),
         };
-        Ok(Some(SessionSubject { user_id, tenant_id, role, plan: tenant.plan, platform_admin }))
+        Ok(Some(SessionSubject {
+            user_id,
+            tenant_id,
+            role,
+            plan: tenant.plan,
+            platform_admin,
+        }))
     }
 
     async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -308,12 +381,14 @@ impl Tokens {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, key, &validation).map(|data| data.claims).map_err(|err| {
-            match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::new(ErrorCode::TokenExpired, "access token expired"),
+        jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::new(ErrorCode::TokenExpired, "access token expired")
+                }
                 _ => invalid(),
-            }
-        })
+            })
     }
 }
 
@@ -321,19 +396,25 @@ impl veloflux_api::Authenticator for Tokens {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Principal, ApiError>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Principal, ApiError>> + Send + 'a>>
+    {
         Box::pin(async move {
             let invalid = || ApiError::new(ErrorCode::InvalidToken, "invalid token");
             let claims = self.verify(token).await?;
             if self.store.is_refresh_family_revoked(&claims.sid).await? {
-                return Err(ApiError::new(ErrorCode::InvalidToken, "the session has ended; sign in again"));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the session has ended; sign in again",
+                ));
             }
             let user_id = UserId::parse(&claims.sub).map_err(|_| invalid())?;
             let tenant_id = TenantId::parse(&claims.tid).map_err(|_| invalid())?;
-            let subject = self
-                .subject_for(user_id, tenant_id)
-                .await?
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer has access to this tenant"))?;
+            let subject = self.subject_for(user_id, tenant_id).await?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the account no longer has access to this tenant",
+                )
+            })?;
             Ok(Principal {
                 user_id,
                 tenant_id,
@@ -347,15 +428,21 @@ impl veloflux_api::Authenticator for Tokens {
 }
 
 async fn insert_new_key(store: &Store, secret: &SecretKey) -> Result<String, KeyError> {
-    let fail = |reason: String| KeyError::Key { kid: "new".into(), reason };
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| fail("key generation failed".into()))?;
+    let fail = |reason: String| KeyError::Key {
+        kid: "new".into(),
+        reason,
+    };
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .map_err(|_| fail("key generation failed".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| fail(e.to_string()))?;
     let kid = format!("k{}", uuid::Uuid::now_v7().simple());
     store
         .insert_signing_key(&SigningKeyRow {
             kid: kid.clone(),
             algorithm: "EdDSA".into(),
-            private_key: secret.seal(pkcs8.as_ref()).map_err(|e| fail(e.to_string()))?,
+            private_key: secret
+                .seal(pkcs8.as_ref())
+                .map_err(|e| fail(e.to_string()))?,
             public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
             created_at: Utc::now(),
             retired_at: None,
@@ -365,19 +452,37 @@ async fn insert_new_key(store: &Store, secret: &SecretKey) -> Result<String, Key
 }
 
 /// Reads the keys that may still verify tokens; `None` when there is no signing key.
-async fn load_keys(store: &Store, secret: &SecretKey, settings: &TokenSettings) -> Result<Option<KeySet>, KeyError> {
-    let grace = chrono::Duration::from_std(settings.access_ttl + Duration::from_secs(300)).unwrap_or(chrono::Duration::hours(2));
+async fn load_keys(
+    store: &Store,
+    secret: &SecretKey,
+    settings: &TokenSettings,
+) -> Result<Option<KeySet>, KeyError> {
+    let grace = chrono::Duration::from_std(settings.access_ttl + Duration::from_secs(300))
+        .unwrap_or(chrono::Duration::hours(2));
     let rows = store.signing_keys(Utc::now() - grace).await?;
-    let Some(signing) = rows.iter().find(|row| row.retired_at.is_none()) else { return Ok(None) };
-    let bad = |kid: &str, reason: &str| KeyError::Key { kid: kid.to_owned(), reason: reason.to_owned() };
-    let private = secret.open(&signing.private_key).map_err(|e| bad(&signing.kid, &e.to_string()))?;
+    let Some(signing) = rows.iter().find(|row| row.retired_at.is_none()) else {
+        return Ok(None);
+    };
+    let bad = |kid: &str, reason: &str| KeyError::Key {
+        kid: kid.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let private = secret
+        .open(&signing.private_key)
+        .map_err(|e| bad(&signing.kid, &e.to_string()))?;
     let encoding = EncodingKey::from_ed_der(&private);
     let mut decoding = HashMap::new();
     let mut jwks = Vec::new();
     for row in &rows {
-        let key = DecodingKey::from_ed_components(&row.public_key).map_err(|e| bad(&row.kid, &e.to_string()))?;
+        let key = DecodingKey::from_ed_components(&row.public_key)
+            .map_err(|e| bad(&row.kid, &e.to_string()))?;
         decoding.insert(row.kid.clone(), key);
         jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "x": row.public_key, "kid": row.kid, "alg": "EdDSA", "use": "sig"}));
     }
-    Ok(Some(KeySet { signing_kid: signing.kid.clone(), encoding, decoding, jwks: json!({"keys": jwks}) }))
+    Ok(Some(KeySet {
+        signing_kid: signing.kid.clone(),
+        encoding,
+        decoding,
+        jwks: json!({"keys": jwks}),
+    }))
 }

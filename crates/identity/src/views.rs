@@ -71,7 +71,13 @@ pub struct SessionResponse {
 impl SessionResponse {
     /// Wraps a token pair and the user it was issued to.
     pub fn new(pair: TokenPair, user: UserView) -> SessionResponse {
-        SessionResponse { success: true, token: pair.access_token, refresh_token: pair.refresh_token, user, expires_in: pair.expires_in }
+        SessionResponse {
+            success: true,
+            token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            user,
+            expires_in: pair.expires_in,
+        }
     }
 }
 

@@ -65,7 +65,9 @@ pub enum KeyOrigin {
 impl SecretKey {
     /// Decodes a base64 key of 32 bytes.
     pub fn from_base64(encoded: &str) -> Result<SecretKey, SecretError> {
-        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| SecretError::BadKey)?;
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| SecretError::BadKey)?;
         SecretKey::from_bytes(&bytes)
     }
 
@@ -74,17 +76,24 @@ impl SecretKey {
             return Err(SecretError::BadKey);
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SecretError::BadKey)?;
-        Ok(SecretKey { key: LessSafeKey::new(key) })
+        Ok(SecretKey {
+            key: LessSafeKey::new(key),
+        })
     }
 
     /// Reads the key from `file`, or generates one there (mode 0600) when it does not exist.
     pub fn load_or_generate(file: &Path) -> Result<(SecretKey, KeyOrigin), SecretError> {
-        let io = |source| SecretError::KeyFile { path: file.display().to_string(), source };
+        let io = |source| SecretError::KeyFile {
+            path: file.display().to_string(),
+            source,
+        };
         match std::fs::read_to_string(file) {
             Ok(text) => Ok((SecretKey::from_base64(&text)?, KeyOrigin::File)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
-                SystemRandom::new().fill(&mut bytes).map_err(|_| SecretError::Random)?;
+                SystemRandom::new()
+                    .fill(&mut bytes)
+                    .map_err(|_| SecretError::Random)?;
                 if let Some(dir) = file.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
@@ -98,10 +107,16 @@ impl SecretKey {
     /// Encrypts `plaintext`; the result is text safe to store in any column.
     pub fn seal(&self, plaintext: &[u8]) -> Result<String, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| SecretError::Random)?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| SecretError::Random)?;
         let mut buffer = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buffer)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut buffer,
+            )
             .map_err(|_| SecretError::Random)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buffer);
@@ -111,14 +126,19 @@ impl SecretKey {
     /// Decrypts what [`SecretKey::seal`] produced; fails if the key differs or the data was
     /// altered.
     pub fn open(&self, sealed: &str) -> Result<Vec<u8>, SecretError> {
-        let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or(SecretError::Unseal)?;
+        let encoded = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(SecretError::Unseal)?;
         let mut bytes = STANDARD.decode(encoded).map_err(|_| SecretError::Unseal)?;
         if bytes.len() < NONCE_LEN {
             return Err(SecretError::Unseal);
         }
         let mut body = bytes.split_off(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| SecretError::Unseal)?;
-        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| SecretError::Unseal)?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut body)
+            .map_err(|_| SecretError::Unseal)?;
         Ok(plain.to_vec())
     }
 }
@@ -127,7 +147,11 @@ impl SecretKey {
 fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut handle = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file)?;
+    let mut handle = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
     handle.write_all(bytes)?;
     handle.sync_all()
 }
@@ -140,7 +164,9 @@ fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// `bytes` random bytes as unpadded base64url: for tokens, ids and nonces.
 pub fn random_token(bytes: usize) -> Result<String, SecretError> {
     let mut buffer = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buffer).map_err(|_| SecretError::Random)?;
+    SystemRandom::new()
+        .fill(&mut buffer)
+        .map_err(|_| SecretError::Random)?;
     Ok(URL_SAFE_NO_PAD.encode(buffer))
 }
 
@@ -163,7 +189,9 @@ pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
 
 /// Checks a hex HMAC-SHA256 signature in constant time.
 pub fn verify_hmac_sha256_hex(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
-    let Some(signature) = unhex(signature_hex) else { return false };
+    let Some(signature) = unhex(signature_hex) else {
+        return false;
+    };
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     ring::hmac::verify(&key, body, &signature).is_ok()
 }
@@ -182,7 +210,10 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -198,7 +229,11 @@ mod tests {
         let sealed = key().seal(b"client-secret").unwrap();
         assert!(sealed.starts_with("v1.") && !sealed.contains("client-secret"));
         assert_eq!(key().open(&sealed).unwrap(), b"client-secret");
-        assert_ne!(key().seal(b"client-secret").unwrap(), sealed, "each seal uses a fresh nonce");
+        assert_ne!(
+            key().seal(b"client-secret").unwrap(),
+            sealed,
+            "each seal uses a fresh nonce"
+        );
 
         let other = SecretKey::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
         assert!(matches!(other.open(&sealed), Err(SecretError::Unseal)));
@@ -209,8 +244,14 @@ mod tests {
 
     #[test]
     fn keys_must_be_32_bytes() {
-        assert!(matches!(SecretKey::from_base64("c2hvcnQ="), Err(SecretError::BadKey)));
-        assert!(matches!(SecretKey::from_base64("not base64!"), Err(SecretError::BadKey)));
+        assert!(matches!(
+            SecretKey::from_base64("c2hvcnQ="),
+            Err(SecretError::BadKey)
+        ));
+        assert!(matches!(
+            SecretKey::from_base64("not base64!"),
+            Err(SecretError::BadKey)
+        ));
     }
 
     #[test]
@@ -226,13 +267,19 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
     #[test]
     fn digests_and_signatures_match_known_values() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         // RFC 7636 appendix B.
         assert_eq!(
             sha256_base64url(b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
@@ -240,8 +287,15 @@ mod tests {
         );
         // RFC 4231 test case 2.
         let mac = hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(mac, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-        assert!(verify_hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?", &mac));
+        assert_eq!(
+            mac,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(verify_hmac_sha256_hex(
+            b"Jefe",
+            b"what do ya want for nothing?",
+            &mac
+        ));
         assert!(!verify_hmac_sha256_hex(b"Jefe", b"tampered", &mac));
         assert!(!verify_hmac_sha256_hex(b"Jefe", b"x", "zz"));
     }
@@ -250,7 +304,10 @@ mod tests {
     fn random_tokens_are_unique_and_url_safe() {
         let a = random_token(32).unwrap();
         assert_eq!(a.len(), 43);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_ne!(a, random_token(32).unwrap());
     }
 }

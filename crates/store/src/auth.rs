@@ -95,7 +95,10 @@ impl Store {
 
     /// Keys still valid for verification: unretired, or retired after `retired_after`.
     /// Newest first.
-    pub async fn signing_keys(&self, retired_after: DateTime<Utc>) -> Result<Vec<SigningKeyRow>, StoreError> {
+    pub async fn signing_keys(
+        &self,
+        retired_after: DateTime<Utc>,
+    ) -> Result<Vec<SigningKeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, algorithm, private_key, public_key, created_at, retired_at FROM signing_keys \
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
@@ -119,11 +122,13 @@ impl Store {
 
     /// Retires every key but `kid` that is not retired yet.
     pub async fn retire_signing_keys_except(&self, kid: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2")
-            .bind(time::encode(time::now()))
-            .bind(kid)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2",
+        )
+        .bind(time::encode(time::now()))
+        .bind(kid)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -167,7 +172,9 @@ impl Store {
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = existing else { return Ok(RefreshUse::Unknown) };
+        let Some(row) = existing else {
+            return Ok(RefreshUse::Unknown);
+        };
         let replayed = row.try_get::<Option<String>, _>("used_at")?.is_some()
             || row.try_get::<Option<String>, _>("revoked_at")?.is_some();
         if replayed {
@@ -178,7 +185,10 @@ impl Store {
     }
 
     /// Looks up a refresh token without spending it.
-    pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
+    pub async fn refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<RefreshTokenRow>, StoreError> {
         let row = sqlx::query(
             "SELECT family_id, user_id, tenant_id, expires_at FROM refresh_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
@@ -190,11 +200,13 @@ impl Store {
 
     /// Revokes every token of a family; returns how many were still live.
     pub async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
-            .bind(time::encode(time::now()))
-            .bind(family_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(time::encode(time::now()))
+        .bind(family_id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -211,11 +223,13 @@ impl Store {
 
     /// Revokes every refresh token of a user (membership removed, user deleted).
     pub async fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-            .bind(time::encode(time::now()))
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(time::encode(time::now()))
+        .bind(user.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -248,7 +262,8 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        user.map(|raw| UserId::parse(&raw).map_err(corrupt("magic link user"))).transpose()
+        user.map(|raw| UserId::parse(&raw).map_err(corrupt("magic link user")))
+            .transpose()
     }
 
     /// The throttle state of a key, if any failure was recorded.
@@ -292,7 +307,10 @@ impl Store {
 
     /// Forgets the failures of `key` (after a successful sign-in, or when a lock ended).
     pub async fn clear_login_throttle(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }
@@ -300,8 +318,10 @@ impl Store {
 fn refresh_from_row(row: &AnyRow) -> Result<RefreshTokenRow, StoreError> {
     Ok(RefreshTokenRow {
         family_id: row.try_get("family_id")?,
-        user_id: UserId::parse(&row.try_get::<String, _>("user_id")?).map_err(corrupt("refresh token user"))?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(corrupt("refresh token tenant"))?,
+        user_id: UserId::parse(&row.try_get::<String, _>("user_id")?)
+            .map_err(corrupt("refresh token user"))?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+            .map_err(corrupt("refresh token tenant"))?,
         expires_at: time::decode(&row.try_get::<String, _>("expires_at")?)?,
     })
 }

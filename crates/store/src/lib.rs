@@ -23,9 +23,9 @@ mod users;
 
 pub use audit::{AuditEntry, NewAuditEntry};
 pub use auth::{NewRefreshToken, RefreshTokenRow, RefreshUse, SigningKeyRow, Throttle};
-pub use oidc::{OidcConfigRow, OidcLoginRow};
 pub use db::{Backend, Store};
 pub use error::StoreError;
+pub use oidc::{OidcConfigRow, OidcLoginRow};
 pub use page::{Page, PageRequest};
 pub use tenants::{NewTenant, Tenant, TenantUpdate};
 pub use usage::{UsageEvent, UsageTotals};

@@ -75,7 +75,8 @@ impl Store {
                 client_id: row.try_get("client_id")?,
                 client_secret: row.try_get("client_secret")?,
                 redirect_uri: row.try_get("redirect_uri")?,
-                scopes: serde_json::from_str(&row.try_get::<String, _>("scopes")?).map_err(corrupt("oidc scopes"))?,
+                scopes: serde_json::from_str(&row.try_get::<String, _>("scopes")?)
+                    .map_err(corrupt("oidc scopes"))?,
                 updated_at: time::decode(&row.try_get::<String, _>("updated_at")?)?,
             })
         })
@@ -83,7 +84,11 @@ impl Store {
     }
 
     /// Remembers a login in progress under its `state`.
-    pub async fn insert_oidc_login(&self, state: &str, login: &OidcLoginRow) -> Result<(), StoreError> {
+    pub async fn insert_oidc_login(
+        &self,
+        state: &str,
+        login: &OidcLoginRow,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO oidc_logins (state, tenant_id, nonce, code_verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -106,7 +111,8 @@ impl Store {
             .await?;
         row.map(|row| {
             Ok(OidcLoginRow {
-                tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(corrupt("oidc tenant"))?,
+                tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
+                    .map_err(corrupt("oidc tenant"))?,
                 nonce: row.try_get("nonce")?,
                 code_verifier: row.try_get("code_verifier")?,
                 expires_at: time::decode(&row.try_get::<String, _>("expires_at")?)?,
@@ -116,14 +122,20 @@ impl Store {
     }
 
     /// The user linked to an external identity.
-    pub async fn user_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<UserId>, StoreError> {
-        let user: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
-                .bind(issuer)
-                .bind(subject)
-                .fetch_optional(&self.pool)
-                .await?;
-        user.map(|raw| UserId::parse(&raw).map_err(corrupt("identity user"))).transpose()
+    pub async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        let user: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        user.map(|raw| UserId::parse(&raw).map_err(corrupt("identity user")))
+            .transpose()
     }
 
     /// Links an external identity to a user.

@@ -256,24 +256,32 @@ impl Store {
     /// Applies a partial change to a user's profile.
     pub async fn update_user(&self, id: UserId, update: &UserUpdate) -> Result<User, StoreError> {
         let current = self.user(id).await?;
-        sqlx::query("UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4")
-            .bind(update.first_name.clone().unwrap_or(current.first_name))
-            .bind(update.last_name.clone().unwrap_or(current.last_name))
-            .bind(time::encode(time::now()))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(update.first_name.clone().unwrap_or(current.first_name))
+        .bind(update.last_name.clone().unwrap_or(current.last_name))
+        .bind(time::encode(time::now()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         self.user(id).await
     }
 
     /// Changes the role of a member; `NotFound` when the user is not a member.
-    pub async fn set_role(&self, tenant: TenantId, user: UserId, role: Role) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
-            .bind(role.as_str())
-            .bind(tenant.to_string())
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_role(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
+                .bind(role.as_str())
+                .bind(tenant.to_string())
+                .bind(user.to_string())
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -281,7 +289,11 @@ impl Store {
     }
 
     /// Removes a member from a tenant; `NotFound` when the user is not a member.
-    pub async fn remove_membership(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {
+    pub async fn remove_membership(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant.to_string())
             .bind(user.to_string())
@@ -295,11 +307,13 @@ impl Store {
 
     /// Number of members of a tenant who hold `role`.
     pub async fn count_role(&self, tenant: TenantId, role: Role) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = $2")
-            .bind(tenant.to_string())
-            .bind(role.as_str())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(role.as_str())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Totals for the platform dashboard.

@@ -17,8 +17,8 @@ use figment::value::Uncased;
 use serde::{Deserialize, Deserializer, Serialize};
 use veloflux_api::HttpLimits;
 use veloflux_api::ratelimit::RateLimits;
-use veloflux_identity::{LockoutPolicy, SmtpSecurity, SmtpSettings, TokenSettings};
 use veloflux_domain::{Email, Password, parse_duration};
+use veloflux_identity::{LockoutPolicy, SmtpSecurity, SmtpSettings, TokenSettings};
 
 /// Prefix of every environment variable VeloFlux reads.
 const ENV_PREFIX: &str = "VELOFLUX_";
@@ -92,6 +92,8 @@ sections! {
     RawAuth { access_token_ttl, refresh_token_ttl, magic_link_ttl, max_failures_per_account, max_failures_per_ip, lockout }
     /// `[rate_limits]`: API requests per token by plan, and per IP on sign-in routes.
     RawRateLimits { free, professional, enterprise, window, auth_per_ip, auth_window }
+    /// `[oidc]`
+    RawOidc { allow_private_targets }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
@@ -125,6 +127,7 @@ pub struct RawConfig {
     pub auth: RawAuth,
     pub rate_limits: RawRateLimits,
     pub smtp: RawSmtp,
+    pub oidc: RawOidc,
 }
 
 /// A configuration that cannot be used, with the key, the value and its origin.
@@ -211,6 +214,8 @@ pub struct Config {
     pub smtp: Option<SmtpSettings>,
     /// Sender address of e-mail.
     pub mail_from: String,
+    /// Let OIDC requests reach private and loopback addresses.
+    pub oidc_allow_private_targets: bool,
 }
 
 /// Where to read the configuration from.
@@ -360,18 +365,33 @@ impl Config {
             }
         };
 
-        let number = |key: &str, value: &Text, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+        let number = |key: &str,
+                      value: &Text,
+                      default: u64,
+                      min: u64,
+                      max: u64|
+         -> Result<u64, ConfigError> {
             let raw = text(value, &default.to_string());
             raw.trim()
                 .parse::<u64>()
                 .ok()
                 .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| fail(key, Some(&raw), format!("expected a whole number from {min} to {max}")))
+                .ok_or_else(|| {
+                    fail(
+                        key,
+                        Some(&raw),
+                        format!("expected a whole number from {min} to {max}"),
+                    )
+                })
         };
         let positive = |key: &str, value: &Text, default: &str| -> Result<Duration, ConfigError> {
             let parsed = duration(key, value, default)?;
             if parsed.is_zero() {
-                return Err(fail(key, Some(&text(value, default)), "must be longer than zero".into()));
+                return Err(fail(
+                    key,
+                    Some(&text(value, default)),
+                    "must be longer than zero".into(),
+                ));
             }
             Ok(parsed)
         };
@@ -380,9 +400,24 @@ impl Config {
         };
 
         let api_addr = addr("api.addr", &raw.api.addr, "127.0.0.1:9090")?;
-        let public_url = match raw.api.public_url.0.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.trim_end_matches('/').to_owned(),
-            Some(url) => return Err(fail("api.public_url", Some(url), "expected an http:// or https:// URL".into())),
+        let public_url = match raw
+            .api
+            .public_url
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(url) => {
+                return Err(fail(
+                    "api.public_url",
+                    Some(url),
+                    "expected an http:// or https:// URL".into(),
+                ));
+            }
             None => format!("http://{api_addr}"),
         };
         let cors_allowed_origins: Vec<String> = raw
@@ -396,60 +431,144 @@ impl Config {
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect();
-        if let Some(bad) = cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
-            return Err(fail("api.cors_allowed_origins", Some(bad), "expected comma-separated origins such as https://app.example.com".into()));
+        if let Some(bad) = cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
+            return Err(fail(
+                "api.cors_allowed_origins",
+                Some(bad),
+                "expected comma-separated origins such as https://app.example.com".into(),
+            ));
         }
         let secret_key = raw.secrets.key.0.clone().filter(|k| !k.trim().is_empty());
         if let Some(key) = &secret_key {
-            veloflux_secrets::SecretKey::from_base64(key).map_err(|e| fail("secrets.key", None, e.to_string()))?;
+            veloflux_secrets::SecretKey::from_base64(key)
+                .map_err(|e| fail("secrets.key", None, e.to_string()))?;
         }
         let tokens = TokenSettings {
             access_ttl: positive("auth.access_token_ttl", &raw.auth.access_token_ttl, "1h")?,
             refresh_ttl: positive("auth.refresh_token_ttl", &raw.auth.refresh_token_ttl, "30d")?,
         };
         let lockout = LockoutPolicy {
-            max_failures_per_account: i64::from(count("auth.max_failures_per_account", &raw.auth.max_failures_per_account, 5)?),
-            max_failures_per_ip: i64::from(count("auth.max_failures_per_ip", &raw.auth.max_failures_per_ip, 20)?),
+            max_failures_per_account: i64::from(count(
+                "auth.max_failures_per_account",
+                &raw.auth.max_failures_per_account,
+                5,
+            )?),
+            max_failures_per_ip: i64::from(count(
+                "auth.max_failures_per_ip",
+                &raw.auth.max_failures_per_ip,
+                20,
+            )?),
             lockout: positive("auth.lockout", &raw.auth.lockout, "15m")?,
             ..LockoutPolicy::default()
         };
         let rate_limits = RateLimits {
             free: count("rate_limits.free", &raw.rate_limits.free, 100)?,
-            professional: count("rate_limits.professional", &raw.rate_limits.professional, 1_000)?,
-            enterprise: count("rate_limits.enterprise", &raw.rate_limits.enterprise, 10_000)?,
+            professional: count(
+                "rate_limits.professional",
+                &raw.rate_limits.professional,
+                1_000,
+            )?,
+            enterprise: count(
+                "rate_limits.enterprise",
+                &raw.rate_limits.enterprise,
+                10_000,
+            )?,
             window: positive("rate_limits.window", &raw.rate_limits.window, "1h")?,
             auth_per_ip: count("rate_limits.auth_per_ip", &raw.rate_limits.auth_per_ip, 30)?,
-            auth_window: positive("rate_limits.auth_window", &raw.rate_limits.auth_window, "1m")?,
+            auth_window: positive(
+                "rate_limits.auth_window",
+                &raw.rate_limits.auth_window,
+                "1m",
+            )?,
         };
-        let smtp = match raw.smtp.host.0.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+        let smtp = match raw
+            .smtp
+            .host
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
             None => None,
             Some(host) => {
-                let security = match raw.smtp.security.0.as_deref().map(str::trim).unwrap_or("starttls") {
+                let security = match raw
+                    .smtp
+                    .security
+                    .0
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or("starttls")
+                {
                     "none" => SmtpSecurity::None,
                     "starttls" => SmtpSecurity::StartTls,
                     "tls" => SmtpSecurity::Tls,
-                    other => return Err(fail("smtp.security", Some(other), "expected none, starttls or tls".into())),
+                    other => {
+                        return Err(fail(
+                            "smtp.security",
+                            Some(other),
+                            "expected none, starttls or tls".into(),
+                        ));
+                    }
                 };
                 let default_port = match security {
                     SmtpSecurity::None => 25,
                     SmtpSecurity::StartTls => 587,
                     SmtpSecurity::Tls => 465,
                 };
-                let port = u16::try_from(number("smtp.port", &raw.smtp.port, default_port, 1, 65_535)?).unwrap_or(587);
+                let port = u16::try_from(number(
+                    "smtp.port",
+                    &raw.smtp.port,
+                    default_port,
+                    1,
+                    65_535,
+                )?)
+                .unwrap_or(587);
                 let credentials = match (&raw.smtp.username.0, &raw.smtp.password.0) {
                     (Some(user), Some(password)) => Some((user.clone(), password.clone())),
                     (None, None) => None,
-                    _ => return Err(fail("smtp.password", None, "smtp.username and smtp.password go together".into())),
+                    _ => {
+                        return Err(fail(
+                            "smtp.password",
+                            None,
+                            "smtp.username and smtp.password go together".into(),
+                        ));
+                    }
                 };
-                Some(SmtpSettings { host: host.to_owned(), port, security, credentials })
+                Some(SmtpSettings {
+                    host: host.to_owned(),
+                    port,
+                    security,
+                    credentials,
+                })
             }
         };
         let mail_from = text(&raw.smtp.from, "VeloFlux <no-reply@veloflux.local>");
         if !mail_from.contains('@') {
-            return Err(fail("smtp.from", Some(&mail_from), "expected an e-mail address, e.g. VeloFlux <no-reply@example.com>".into()));
+            return Err(fail(
+                "smtp.from",
+                Some(&mail_from),
+                "expected an e-mail address, e.g. VeloFlux <no-reply@example.com>".into(),
+            ));
         }
 
+        let oidc_allow_private_targets =
+            match raw.oidc.allow_private_targets.0.as_deref().map(str::trim) {
+                None | Some("") | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(fail(
+                        "oidc.allow_private_targets",
+                        Some(other),
+                        "expected true or false".into(),
+                    ));
+                }
+            };
+
         Ok(Config {
+            oidc_allow_private_targets,
             public_url,
             cors_allowed_origins,
             secret_key,
@@ -498,6 +617,7 @@ impl Config {
                 "auth_per_ip": self.rate_limits.auth_per_ip,
                 "auth_window": format!("{}s", self.rate_limits.auth_window.as_secs()),
             },
+            "oidc": {"allow_private_targets": self.oidc_allow_private_targets},
             "smtp": self.smtp.as_ref().map(|smtp| serde_json::json!({
                 "host": smtp.host,
                 "port": smtp.port,

@@ -9,14 +9,14 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt as _;
 use tracing::{error, info, warn};
 use utoipa_axum::router::OpenApiRouter;
+use veloflux_api::AuthenticatorHandle;
 use veloflux_api::admin::AdminState;
+use veloflux_api::ratelimit::RateLimiter;
 use veloflux_api::system::System;
 use veloflux_api::{Metrics, openapi};
-use tower::ServiceExt as _;
-use veloflux_api::AuthenticatorHandle;
-use veloflux_api::ratelimit::RateLimiter;
 use veloflux_identity::{IdentitySettings, IdentityState, Mailer};
 use veloflux_secrets::{KeyOrigin, SecretKey};
 use veloflux_store::Store;
@@ -52,16 +52,27 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         .collect();
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
-    let system = System::new(store.clone(), metrics.clone(), env!("CARGO_PKG_VERSION"), addresses, Vec::new());
+    let system = System::new(
+        store.clone(),
+        metrics.clone(),
+        env!("CARGO_PKG_VERSION"),
+        addresses,
+        Vec::new(),
+    );
     let finish = |router: Router| veloflux_api::finish(router, metrics.clone(), config.http);
 
     // Until start-up is done the API listener serves only the system routes (so `/health`
     // answers and `/ready` says 503); then the full application is swapped in.
     let (starting, _) = veloflux_api::system::router(system.clone()).split_for_parts();
     let api_app = Arc::new(RwLock::new(finish(starting)));
-    let (admin, _) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked())).split_for_parts();
+    let (admin, _) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked()))
+        .split_for_parts();
     let (metrics_router, _) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
-    let apps = [("api", switchable(&api_app)), ("admin", finish(admin)), ("metrics", finish(metrics_router))];
+    let apps = [
+        ("api", switchable(&api_app)),
+        ("admin", finish(admin)),
+        ("metrics", finish(metrics_router)),
+    ];
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
@@ -80,7 +91,11 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     }
 
     match prepare(&config, &store, &system).await {
-        Ok(app) => *api_app.write().unwrap_or_else(std::sync::PoisonError::into_inner) = finish(app),
+        Ok(app) => {
+            *api_app
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = finish(app)
+        }
         Err(failure) => {
             error!(error = %failure.message, "start-up failed");
             let _ = shutdown_tx.send(true);
@@ -89,7 +104,11 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         }
     }
     system.mark_ready();
-    info!(version = env!("CARGO_PKG_VERSION"), database = store.backend().as_str(), "ready");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        database = store.backend().as_str(),
+        "ready"
+    );
 
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),
@@ -122,7 +141,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 fn switchable(slot: &Arc<RwLock<Router>>) -> Router {
     let slot = Arc::clone(slot);
     Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
-        let router = slot.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let router = slot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         router.oneshot(request)
     }))
 }
@@ -130,23 +152,41 @@ fn switchable(slot: &Arc<RwLock<Router>>) -> Router {
 /// Everything that must be true before the server reports ready; returns the full API
 /// router.
 async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Router, Failure> {
-    let applied = store.migrate().await.map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
+    let applied = store
+        .migrate()
+        .await
+        .map_err(|e| Failure::runtime(format!("migration failed: {}", chain(&e))))?;
     info!(applied, "database migrations applied");
-    store.ensure_default_tenant().await.map_err(|e| Failure::runtime(chain(&e)))?;
+    store
+        .ensure_default_tenant()
+        .await
+        .map_err(|e| Failure::runtime(chain(&e)))?;
     if let Some((email, password)) = &config.bootstrap_admin {
-        let admins = store.count_platform_admins().await.map_err(|e| Failure::runtime(chain(&e)))?;
+        let admins = store
+            .count_platform_admins()
+            .await
+            .map_err(|e| Failure::runtime(chain(&e)))?;
         if admins == 0 {
-            let user = veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
-                .await
-                .map_err(|e| Failure::runtime(format!("cannot create the bootstrap admin: {}", chain(&e))))?;
+            let user =
+                veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
+                    .await
+                    .map_err(|e| {
+                        Failure::runtime(format!(
+                            "cannot create the bootstrap admin: {}",
+                            chain(&e)
+                        ))
+                    })?;
             info!(user_id = %user.id, email = %user.email, "created the bootstrap platform admin");
         }
     }
 
     let secret = Arc::new(secret_key(config)?);
-    let tokens = veloflux_identity::load_tokens(store.clone(), secret, config.tokens.clone())
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot load the token signing keys: {}", chain(&e))))?;
+    let tokens =
+        veloflux_identity::load_tokens(store.clone(), Arc::clone(&secret), config.tokens.clone())
+            .await
+            .map_err(|e| {
+                Failure::runtime(format!("cannot load the token signing keys: {}", chain(&e)))
+            })?;
     let mailer = match &config.smtp {
         Some(smtp) => Mailer::smtp(smtp, &config.mail_from),
         None => Mailer::outbox(config.data_dir.join("outbox"), &config.mail_from),
@@ -156,9 +196,15 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
     let identity = IdentityState::new(
         store.clone(),
         Arc::clone(&tokens),
+        secret,
         mailer,
         limiter.clone(),
-        IdentitySettings { public_url: config.public_url.clone(), magic_link_ttl: config.magic_link_ttl, lockout: config.lockout },
+        IdentitySettings {
+            public_url: config.public_url.clone(),
+            magic_link_ttl: config.magic_link_ttl,
+            lockout: config.lockout,
+            oidc_allow_private_targets: config.oidc_allow_private_targets,
+        },
     )
     .await
     .map_err(|e| Failure::runtime(format!("cannot initialise identity: {e}")))?;
@@ -169,7 +215,9 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
         .merge(veloflux_identity::router(identity))
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
-    let (_, admin_doc) = veloflux_api::admin::router(AdminState::new(system.clone(), serde_json::Value::Null)).split_for_parts();
+    let (_, admin_doc) =
+        veloflux_api::admin::router(AdminState::new(system.clone(), serde_json::Value::Null))
+            .split_for_parts();
     let (_, metrics_doc) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
     let mut doc = api_doc;
     doc.merge(admin_doc);
@@ -178,7 +226,10 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
 
     let authenticator: Arc<dyn veloflux_api::Authenticator> = tokens;
     Ok(api
-        .layer(axum::middleware::from_fn_with_state(limiter, veloflux_api::ratelimit::per_token))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            veloflux_api::ratelimit::per_token,
+        ))
         .layer(axum::Extension(AuthenticatorHandle(authenticator))))
 }
 
@@ -186,10 +237,12 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
 /// start, with a warning, because losing it makes sealed secrets unreadable).
 fn secret_key(config: &Config) -> Result<SecretKey, Failure> {
     if let Some(encoded) = &config.secret_key {
-        return SecretKey::from_base64(encoded).map_err(|e| Failure::usage(format!("invalid configuration: secrets.key: {e}")));
+        return SecretKey::from_base64(encoded)
+            .map_err(|e| Failure::usage(format!("invalid configuration: secrets.key: {e}")));
     }
     let file = config.data_dir.join("keys").join("secret.key");
-    let (key, origin) = SecretKey::load_or_generate(&file).map_err(|e| Failure::runtime(e.to_string()))?;
+    let (key, origin) =
+        SecretKey::load_or_generate(&file).map_err(|e| Failure::runtime(e.to_string()))?;
     if origin == KeyOrigin::Generated {
         warn!(file = %file.display(), "generated a new secret key for data at rest; back it up, or set VELOFLUX_SECRET_KEY");
     }

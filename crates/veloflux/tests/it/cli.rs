@@ -135,7 +135,12 @@ fn migrate_and_admin_create_work_on_a_fresh_data_directory() {
     let output = run(&["migrate", "--data-dir", data_arg], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(text.starts_with("applied ") && text.contains(" migration(s) to the sqlite database") && !text.starts_with("applied 0"), "{text}");
+    assert!(
+        text.starts_with("applied ")
+            && text.contains(" migration(s) to the sqlite database")
+            && !text.starts_with("applied 0"),
+        "{text}"
+    );
     let output = run(&["migrate", "--data-dir", data_arg], &[]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("applied 0 migration(s)"));
 

@@ -204,14 +204,18 @@ pub struct Session {
     pub refresh_token: String,
     pub user_id: String,
     pub tenant_id: String,
-    pub email: String,
 }
 
 impl Server {
     /// Registers an account (owning a new tenant) and signs it in.
     pub async fn sign_up(&self, email: &str) -> Session {
         let body = serde_json::json!({"email": email, "password": "senha_segura", "first_name": "Test", "last_name": "User"});
-        let response = client().post(self.url("api", "/auth/register")).json(&body).send().await.unwrap();
+        let response = client()
+            .post(self.url("api", "/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
         self.sign_in(email, "senha_segura", None).await
     }
@@ -219,7 +223,12 @@ impl Server {
     /// Signs in and returns the session; panics on failure.
     pub async fn sign_in(&self, email: &str, password: &str, tenant: Option<&str>) -> Session {
         let body = serde_json::json!({"email": email, "password": password, "tenant_id": tenant});
-        let response = client().post(self.url("api", "/auth/login")).json(&body).send().await.unwrap();
+        let response = client()
+            .post(self.url("api", "/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
         let data: serde_json::Value = response.json().await.unwrap();
         Session {
@@ -227,7 +236,6 @@ impl Server {
             refresh_token: data["refresh_token"].as_str().unwrap().to_owned(),
             user_id: data["user"]["user_id"].as_str().unwrap().to_owned(),
             tenant_id: data["user"]["tenant_id"].as_str().unwrap().to_owned(),
-            email: email.to_owned(),
         }
     }
 }
