@@ -13,6 +13,7 @@ mod durability;
 mod errors;
 mod harness;
 mod identity;
+mod magic;
 mod oidc;
 mod openapi;
 mod registration;
