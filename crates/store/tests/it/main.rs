@@ -6,6 +6,7 @@ use veloflux_store::Store;
 use veloflux_test_support::TestDatabase;
 
 mod audit;
+mod auth;
 mod migrations;
 mod tenants;
 mod users;
