@@ -187,12 +187,7 @@ mod tests {
 
     #[test]
     fn the_matrix_grows_with_the_role() {
-        let allowed = |role| {
-            Permission::ALL
-                .iter()
-                .filter(|p| role_allows(role, **p))
-                .count()
-        };
+        let allowed = |role| Permission::ALL.iter().filter(|p| role_allows(role, **p)).count();
         assert_eq!(allowed(Role::Viewer), 1);
         assert_eq!(allowed(Role::Member), 2);
         assert_eq!(allowed(Role::Admin), 5);
@@ -216,18 +211,12 @@ mod tests {
             .require(Permission::WriteResources, viewer.tenant_id)
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InsufficientPermissions);
-        let err = viewer
-            .require(Permission::Read, TenantId::new())
-            .unwrap_err();
+        let err = viewer.require(Permission::Read, TenantId::new()).unwrap_err();
         assert_eq!(err.code(), ErrorCode::TenantNotFound);
         let admin = Principal {
             platform_admin: true,
             ..principal(Role::Viewer)
         };
-        assert!(
-            admin
-                .require(Permission::DeleteTenant, TenantId::new())
-                .is_ok()
-        );
+        assert!(admin.require(Permission::DeleteTenant, TenantId::new()).is_ok());
     }
 }

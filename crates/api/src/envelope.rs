@@ -30,9 +30,7 @@ impl RequestId {
             .get(&REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
-                (1..=128).contains(&v.len())
-                    && v.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+                (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
             });
         match candidate {
             Some(id) => RequestId(id.into()),
@@ -47,10 +45,7 @@ const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("x-xss-protection", "1; mode=block"),
-    (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
-    ),
+    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
     ("content-security-policy", "default-src 'self'"),
     ("referrer-policy", "no-referrer"),
 ];
@@ -72,9 +67,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
         headers.insert(REQUEST_ID_HEADER, value);
     }
     for (name, value) in SECURITY_HEADERS {
-        headers
-            .entry(name)
-            .or_insert(HeaderValue::from_static(value));
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
     }
     span.in_scope(|| {
         info!(
@@ -92,9 +85,7 @@ fn render_error(mut response: Response, request_id: &RequestId) -> Response {
     let status = response.status();
     let error = match response.extensions_mut().remove::<ApiError>() {
         Some(error) => error,
-        None if (status.is_client_error() || status.is_server_error())
-            && !is_json(response.headers()) =>
-        {
+        None if (status.is_client_error() || status.is_server_error()) && !is_json(response.headers()) => {
             let code = ErrorCode::for_status(status);
             let message = status.canonical_reason().unwrap_or("error").to_lowercase();
             ApiError::new(code, message).with_status(status)
@@ -127,9 +118,7 @@ fn render_error(mut response: Response, request_id: &RequestId) -> Response {
     parts
         .headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    parts
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     Response::from_parts(parts, Body::from(bytes))
 }
 

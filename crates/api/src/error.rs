@@ -100,9 +100,9 @@ impl ErrorCode {
     /// The status a code answers with unless the error says otherwise.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::ValidationError
-            | ErrorCode::InvalidAlgorithm
-            | ErrorCode::HealthCheckFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationError | ErrorCode::InvalidAlgorithm | ErrorCode::HealthCheckFailed => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ErrorCode::AuthenticationFailed | ErrorCode::TokenExpired | ErrorCode::InvalidToken => {
                 StatusCode::UNAUTHORIZED
             }
@@ -120,9 +120,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-            ErrorCode::AiServiceUnavailable | ErrorCode::ServiceUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::AiServiceUnavailable | ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -131,9 +129,7 @@ impl ErrorCode {
     /// a body limit), so that those responses carry the standard body too.
     pub fn for_status(status: StatusCode) -> ErrorCode {
         match status {
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
-                ErrorCode::ValidationError
-            }
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::ValidationError,
             StatusCode::UNAUTHORIZED => ErrorCode::InvalidToken,
             StatusCode::FORBIDDEN => ErrorCode::InsufficientPermissions,
             StatusCode::NOT_FOUND => ErrorCode::NotFound,
@@ -144,9 +140,7 @@ impl ErrorCode {
             StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
             StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimitExceeded,
             StatusCode::NOT_IMPLEMENTED => ErrorCode::NotImplemented,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-                ErrorCode::ServiceUnavailable
-            }
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => ErrorCode::ServiceUnavailable,
             _ => ErrorCode::InternalError,
         }
     }
@@ -227,11 +221,8 @@ impl ApiError {
 
     /// A 422 naming the field that failed a validation rule.
     pub fn invalid(field: &str, invalid: &Invalid) -> Self {
-        ApiError::new(
-            ErrorCode::ValidationError,
-            format!("{field}: {}", invalid.message),
-        )
-        .with_details(json!({"field": field, "constraint": invalid.constraint}))
+        ApiError::new(ErrorCode::ValidationError, format!("{field}: {}", invalid.message))
+            .with_details(json!({"field": field, "constraint": invalid.constraint}))
     }
 
     /// A 500 that keeps its cause for the log and tells the client nothing about it.
@@ -259,9 +250,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "resource not found"),
-            StoreError::Conflict { .. } => {
-                ApiError::new(ErrorCode::Conflict, "resource already exists")
-            }
+            StoreError::Conflict { .. } => ApiError::new(ErrorCode::Conflict, "resource already exists"),
             other => ApiError::internal(other),
         }
     }

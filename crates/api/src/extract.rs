@@ -26,10 +26,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        DeferredJson::<T>::from_request(request, state)
-            .await?
-            .parse()
-            .map(Json)
+        DeferredJson::<T>::from_request(request, state).await?.parse().map(Json)
     }
 }
 
@@ -68,21 +65,19 @@ impl<S: Send + Sync, T> FromRequest<S> for DeferredJson<T> {
                 let v = v.trim();
                 v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
             });
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_)
-                        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-                    {
-                        // The rest of the body is never read, so the connection cannot carry another
-                        // request; saying so keeps clients from reusing it.
-                        ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-                            .with_header(CONNECTION, HeaderValue::from_static("close"))
-                    }
-                    other => ApiError::new(ErrorCode::ValidationError, other.body_text())
-                        .with_status(StatusCode::BAD_REQUEST),
-                })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    // The rest of the body is never read, so the connection cannot carry another
+                    // request; saying so keeps clients from reusing it.
+                    ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                        .with_header(CONNECTION, HeaderValue::from_static("close"))
+                }
+                other => {
+                    ApiError::new(ErrorCode::ValidationError, other.body_text()).with_status(StatusCode::BAD_REQUEST)
+                }
+            })?;
         Ok(DeferredJson {
             bytes,
             json_content,
@@ -107,11 +102,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         if inner.is_data() {
             let message = inner.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
             let field = missing_field(&message)
                 .map(|missing| {
                     if path == "." {
@@ -178,8 +169,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .await
             .map(|axum::extract::Query(value)| Query(value))
             .map_err(|rejection| {
-                ApiError::new(ErrorCode::ValidationError, rejection.body_text())
-                    .with_status(StatusCode::BAD_REQUEST)
+                ApiError::new(ErrorCode::ValidationError, rejection.body_text()).with_status(StatusCode::BAD_REQUEST)
             })
     }
 }
@@ -196,8 +186,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|axum::extract::Path(value)| Path(value))
             .map_err(|rejection| {
-                ApiError::new(ErrorCode::ValidationError, rejection.body_text())
-                    .with_status(StatusCode::BAD_REQUEST)
+                ApiError::new(ErrorCode::ValidationError, rejection.body_text()).with_status(StatusCode::BAD_REQUEST)
             })
     }
 }
@@ -222,9 +211,7 @@ impl Pagination {
                 ErrorCode::ValidationError,
                 format!("limit must be between 1 and {}", PageRequest::MAX_LIMIT),
             )
-            .with_details(
-                json!({"field": "limit", "constraint": "range", "provided_value": limit}),
-            ));
+            .with_details(json!({"field": "limit", "constraint": "range", "provided_value": limit})));
         }
         Ok(PageRequest {
             limit: self.limit,
@@ -256,8 +243,7 @@ mod tests {
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(err.details, Some(json!({"line": 2, "column": 16})));
         assert!(
-            err.message
-                .starts_with("malformed JSON at line 2 column 16"),
+            err.message.starts_with("malformed JSON at line 2 column 16"),
             "{}",
             err.message
         );
@@ -265,19 +251,12 @@ mod tests {
 
     #[test]
     fn wrong_values_are_422_naming_the_field() {
-        let err =
-            parse_json::<Register>(br#"{"email": "a", "profile": {"age": "x"}}"#).unwrap_err();
+        let err = parse_json::<Register>(br#"{"email": "a", "profile": {"age": "x"}}"#).unwrap_err();
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            err.details,
-            Some(json!({"field": "profile.age", "constraint": "type"}))
-        );
+        assert_eq!(err.details, Some(json!({"field": "profile.age", "constraint": "type"})));
 
         let err = parse_json::<Register>(br#"{"profile": {"age": 3}}"#).unwrap_err();
-        assert_eq!(
-            err.details,
-            Some(json!({"field": "email", "constraint": "required"}))
-        );
+        assert_eq!(err.details, Some(json!({"field": "email", "constraint": "required"})));
         assert_eq!(err.message, "email: missing field `email`");
     }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod auth;
+pub mod cors;
 mod envelope;
 mod error;
 mod extract;
@@ -24,8 +25,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 
 pub use auth::{
-    Auth, Authenticator, AuthenticatorHandle, Permission, Principal, authenticate, bearer_token,
-    role_allows,
+    Auth, Authenticator, AuthenticatorHandle, Permission, Principal, authenticate, bearer_token, role_allows,
 };
 pub use envelope::{REQUEST_ID_HEADER, RequestId, error_chain};
 pub use error::{ApiError, ErrorBody, ErrorCode};
@@ -45,31 +45,38 @@ pub struct HttpLimits {
 /// body, body limit, timeout, panic recovery, metrics, request id, security headers and the
 /// access log.
 pub fn finish(router: Router, metrics: Metrics, limits: HttpLimits) -> Router {
-    router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::new(ErrorCode::InternalError, "internal server error").into_response()
-            },
-        ))
-        .layer(axum::middleware::from_fn(envelope::envelope))
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track,
-        ))
+    finish_with(router, metrics, limits, |router| router)
+}
+
+/// Like [`finish`], with the listener's own layers (`inner`) applied after the fallbacks,
+/// so that they also see requests no route or method matches (CORS preflights, for one).
+pub fn finish_with(
+    router: Router,
+    metrics: Metrics,
+    limits: HttpLimits,
+    inner: impl FnOnce(Router) -> Router,
+) -> Router {
+    inner(
+        router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed),
+    )
+    .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            ApiError::new(ErrorCode::InternalError, "internal server error").into_response()
+        },
+    ))
+    .layer(axum::middleware::from_fn(envelope::envelope))
+    .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }
 
 async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route for {method} {}", uri.path()),
-    )
+    ApiError::new(ErrorCode::NotFound, format!("no route for {method} {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {

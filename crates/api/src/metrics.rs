@@ -14,9 +14,7 @@ use axum::http::Method;
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The label for requests that matched no route, so that unknown paths cannot grow the
 /// label set.
@@ -54,21 +52,14 @@ impl Metrics {
                 "Time to produce the response head, in seconds.",
             )
             .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["method", "endpoint"],
         )
         .expect("invariant: metric definition is valid");
         let size = HistogramVec::new(
-            HistogramOpts::new(
-                "http_response_size_bytes",
-                "Size of response bodies, in bytes.",
-            )
-            .buckets(
-                prometheus::exponential_buckets(64.0, 4.0, 10)
-                    .expect("invariant: buckets are valid"),
-            ),
+            HistogramOpts::new("http_response_size_bytes", "Size of response bodies, in bytes.")
+                .buckets(prometheus::exponential_buckets(64.0, 4.0, 10).expect("invariant: buckets are valid")),
             &["method", "endpoint"],
         )
         .expect("invariant: metric definition is valid");
@@ -149,16 +140,10 @@ impl Metrics {
             .requests
             .with_label_values(&[method, endpoint, &status.to_string()])
             .inc();
-        inner
-            .duration
-            .with_label_values(&[method, endpoint])
-            .observe(seconds);
+        inner.duration.with_label_values(&[method, endpoint]).observe(seconds);
         if let Some(size) = size {
             #[allow(clippy::cast_precision_loss, reason = "sizes far below 2^53")]
-            inner
-                .size
-                .with_label_values(&[method, endpoint])
-                .observe(size as f64);
+            inner.size.with_label_values(&[method, endpoint]).observe(size as f64);
         }
     }
 }

@@ -48,17 +48,15 @@ struct DefaultErrors;
 impl Modify for DefaultErrors {
     fn modify(&self, doc: &mut OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        doc.components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .bearer_format("JWT")
-                        .build(),
-                ),
-            );
+        doc.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
         let response = utoipa::openapi::ResponseBuilder::new()
             .description("Any failure, as the standard error body")
             .content(
@@ -95,9 +93,7 @@ pub type DocumentCell = Arc<OnceLock<String>>;
 
 /// The route that serves the document.
 pub fn router(cell: DocumentCell) -> OpenApiRouter {
-    OpenApiRouter::new()
-        .routes(routes!(openapi_json))
-        .with_state(cell)
+    OpenApiRouter::new().routes(routes!(openapi_json)).with_state(cell)
 }
 
 /// This OpenAPI 3.1 document.

@@ -147,15 +147,10 @@ impl RateLimiter {
 
     /// Counts one request for `key` against `limit` per `window`.
     pub fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let window = window.as_secs().max(1);
         let start = now - now % window;
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if windows.len() > 100_000 {
             windows.retain(|_, (s, _)| *s == start);
         }
@@ -180,11 +175,7 @@ impl RateLimiter {
 
 /// Middleware: requests carrying a valid access token count against their session's
 /// per-plan limit. Requests without one pass (routes that need a token reject them).
-pub async fn per_token(
-    State(limiter): State<RateLimiter>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn per_token(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let decision = match authenticate(&mut parts).await {
         Ok(principal) => {
@@ -214,16 +205,9 @@ pub async fn per_ip(State(limiter): State<RateLimiter>, request: Request, next: 
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(
-            || "unknown".to_owned(),
-            |ConnectInfo(addr)| addr.ip().to_string(),
-        );
+        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
     let limits = limiter.limits;
-    let decision = limiter.hit(
-        &format!("auth-ip:{ip}"),
-        limits.auth_per_ip,
-        limits.auth_window,
-    );
+    let decision = limiter.hit(&format!("auth-ip:{ip}"), limits.auth_per_ip, limits.auth_window);
     if !decision.allowed {
         return decision.rejection().into_response();
     }
@@ -249,10 +233,7 @@ mod tests {
         let refused = limiter.hit("k", 3, window);
         assert!(!refused.allowed);
         assert!(refused.retry_after >= 1 && refused.retry_after <= 3600);
-        assert!(
-            limiter.hit("other", 3, window).allowed,
-            "keys are independent"
-        );
+        assert!(limiter.hit("other", 3, window).allowed, "keys are independent");
     }
 
     #[test]

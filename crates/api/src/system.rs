@@ -143,12 +143,12 @@ impl System {
                     false
                 }
             };
-            (probe.name().to_owned(), if healthy { "healthy" } else { "unhealthy" }.to_owned())
+            (
+                probe.name().to_owned(),
+                if healthy { "healthy" } else { "unhealthy" }.to_owned(),
+            )
         });
-        let components: BTreeMap<String, String> = futures_util::future::join_all(checks)
-            .await
-            .into_iter()
-            .collect();
+        let components: BTreeMap<String, String> = futures_util::future::join_all(checks).await.into_iter().collect();
         let healthy = components.values().all(|s| s == "healthy");
         HealthReport {
             status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
@@ -278,9 +278,7 @@ pub async fn health(State(system): State<System>) -> HealthReport {
     responses((status = 200, body = ReadyReport), (status = 503, body = crate::ErrorBody)))]
 pub async fn ready(State(system): State<System>) -> Result<Json<ReadyReport>, ApiError> {
     if system.is_ready() {
-        Ok(Json(ReadyReport {
-            status: "ready".into(),
-        }))
+        Ok(Json(ReadyReport { status: "ready".into() }))
     } else {
         Err(ApiError::new(
             ErrorCode::ServiceUnavailable,
@@ -297,10 +295,7 @@ pub async fn status(State(system): State<System>) -> Json<StatusReport> {
         status: if ready { "running" } else { "starting" }.into(),
         version: system.version().into(),
         ready,
-        started_at: system
-            .inner
-            .started_at
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        started_at: system.inner.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         uptime: format_uptime(system.uptime()),
         uptime_seconds: system.uptime().as_secs(),
         database: system.store().backend().as_str().into(),
@@ -333,10 +328,7 @@ pub async fn system_info(State(system): State<System>) -> Json<SystemInfo> {
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         pid: std::process::id(),
         memory_rss_bytes: resident_memory(),
-        started_at: system
-            .inner
-            .started_at
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        started_at: system.inner.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         uptime_seconds: system.uptime().as_secs(),
         version: system.version().into(),
         database: system.store().backend().as_str().into(),

@@ -9,10 +9,7 @@ use crate::Invalid;
 pub fn parse_duration(raw: &str) -> Result<Duration, Invalid> {
     let text = raw.trim();
     if text.is_empty() {
-        return Err(Invalid::new(
-            "required",
-            "a duration is required, e.g. \"30s\"",
-        ));
+        return Err(Invalid::new("required", "a duration is required, e.g. \"30s\""));
     }
     let bad = || {
         Invalid::new(
@@ -23,17 +20,13 @@ pub fn parse_duration(raw: &str) -> Result<Duration, Invalid> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit: u64 = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -44,9 +37,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, Invalid> {
         };
         rest = &rest[unit_len..];
         let part = value.checked_mul(millis_per_unit).ok_or_else(bad)?;
-        total = total
-            .checked_add(Duration::from_millis(part))
-            .ok_or_else(bad)?;
+        total = total.checked_add(Duration::from_millis(part)).ok_or_else(bad)?;
     }
     Ok(total)
 }
@@ -67,25 +58,13 @@ mod tests {
             (" 10s ", 10_000),
         ];
         for (raw, millis) in cases {
-            assert_eq!(
-                parse_duration(raw),
-                Ok(Duration::from_millis(millis)),
-                "{raw}"
-            );
+            assert_eq!(parse_duration(raw), Ok(Duration::from_millis(millis)), "{raw}");
         }
     }
 
     #[test]
     fn rejects_numbers_without_units_and_unknown_units() {
-        for raw in [
-            "30",
-            "s",
-            "10 s",
-            "5y",
-            "1.5s",
-            "-1s",
-            "99999999999999999999s",
-        ] {
+        for raw in ["30", "s", "10 s", "5y", "1.5s", "-1s", "99999999999999999999s"] {
             let err = parse_duration(raw).unwrap_err();
             assert_eq!(err.constraint, "format", "{raw}");
         }

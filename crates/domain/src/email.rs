@@ -15,10 +15,7 @@ impl Email {
             return Err(Invalid::new("required", "email is required"));
         }
         if text.len() > 254 {
-            return Err(Invalid::new(
-                "max_length",
-                "email must be at most 254 characters",
-            ));
+            return Err(Invalid::new("max_length", "email must be at most 254 characters"));
         }
         let bad = || Invalid::new("format", "email must look like name@example.com");
         let (local, domain) = text.rsplit_once('@').ok_or_else(bad)?;

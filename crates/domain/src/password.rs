@@ -110,14 +110,8 @@ mod tests {
     #[test]
     fn enforces_length_and_common_passwords() {
         assert_eq!(Password::parse("").unwrap_err().constraint, "required");
-        assert_eq!(
-            Password::parse("short").unwrap_err().constraint,
-            "min_length"
-        );
-        assert_eq!(
-            Password::parse(&"x".repeat(129)).unwrap_err().constraint,
-            "max_length"
-        );
+        assert_eq!(Password::parse("short").unwrap_err().constraint, "min_length");
+        assert_eq!(Password::parse(&"x".repeat(129)).unwrap_err().constraint, "max_length");
         assert_eq!(
             Password::parse("Password123").unwrap_err().constraint,
             "common_password"

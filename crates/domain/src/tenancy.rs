@@ -97,16 +97,10 @@ impl TenantName {
             return Err(Invalid::new("required", "name is required"));
         }
         if text.chars().count() > 100 {
-            return Err(Invalid::new(
-                "max_length",
-                "name must be at most 100 characters",
-            ));
+            return Err(Invalid::new("max_length", "name must be at most 100 characters"));
         }
         if text.chars().any(char::is_control) {
-            return Err(Invalid::new(
-                "format",
-                "name must not contain control characters",
-            ));
+            return Err(Invalid::new("format", "name must not contain control characters"));
         }
         Ok(Self(text.to_owned()))
     }
@@ -135,18 +129,12 @@ mod tests {
 
     #[test]
     fn tenant_names_are_trimmed_and_bounded() {
-        assert_eq!(
-            TenantName::parse("  Empresa XYZ ").unwrap().as_str(),
-            "Empresa XYZ"
-        );
+        assert_eq!(TenantName::parse("  Empresa XYZ ").unwrap().as_str(), "Empresa XYZ");
         assert_eq!(TenantName::parse("").unwrap_err().constraint, "required");
         assert_eq!(
             TenantName::parse(&"a".repeat(101)).unwrap_err().constraint,
             "max_length"
         );
-        assert_eq!(
-            TenantName::parse("a\u{0}b").unwrap_err().constraint,
-            "format"
-        );
+        assert_eq!(TenantName::parse("a\u{0}b").unwrap_err().constraint, "format");
     }
 }

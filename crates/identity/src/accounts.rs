@@ -19,15 +19,9 @@ pub enum AccountError {
 
 /// Creates a platform administrator who owns the `default` tenant, and records it in the
 /// audit log. Used by `veloflux admin create` and the first-start bootstrap.
-pub async fn create_platform_admin(
-    store: &Store,
-    email: Email,
-    password: Password,
-) -> Result<User, AccountError> {
+pub async fn create_platform_admin(store: &Store, email: Email, password: Password) -> Result<User, AccountError> {
     let default_tenant = store.ensure_default_tenant().await?;
-    let password_hash = hash_password(password)
-        .await
-        .map_err(|_| AccountError::Hashing)?;
+    let password_hash = hash_password(password).await.map_err(|_| AccountError::Hashing)?;
     let new = NewUser {
         email: email.clone(),
         first_name: String::new(),
@@ -35,10 +29,7 @@ pub async fn create_platform_admin(
         password_hash: Some(password_hash),
         platform_role: Some(PlatformRole::Admin),
     };
-    let user = match store
-        .create_user_in_tenant(&new, default_tenant, Role::Owner)
-        .await
-    {
+    let user = match store.create_user_in_tenant(&new, default_tenant, Role::Owner).await {
         Err(StoreError::Conflict { .. }) => {
             return Err(AccountError::EmailTaken(email.to_string()));
         }

@@ -78,10 +78,9 @@ impl IdentityState {
         limiter: RateLimiter,
         settings: IdentitySettings,
     ) -> Result<IdentityState, argon2::password_hash::Error> {
-        let throwaway =
-            veloflux_secrets::random_token(24).map_err(|_| argon2::password_hash::Error::Crypto)?;
-        let password = veloflux_domain::Password::parse(&throwaway)
-            .map_err(|_| argon2::password_hash::Error::Crypto)?;
+        let throwaway = veloflux_secrets::random_token(24).map_err(|_| argon2::password_hash::Error::Crypto)?;
+        let password =
+            veloflux_domain::Password::parse(&throwaway).map_err(|_| argon2::password_hash::Error::Crypto)?;
         let dummy_hash = hash_password(password).await?;
         let outbound = outbound::client(settings.oidc_allow_private_targets);
         Ok(IdentityState {

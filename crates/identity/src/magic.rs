@@ -68,8 +68,7 @@ async fn request_link(
     match state.store().user_by_email(&email).await {
         Ok(user) => {
             let token = random_token(32).map_err(ApiError::internal)?;
-            let expires_at =
-                Utc::now() + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?;
+            let expires_at = Utc::now() + chrono::Duration::from_std(ttl).map_err(ApiError::internal)?;
             state
                 .store()
                 .insert_magic_link(&sha256_hex(token.as_bytes()), user.id, expires_at)
@@ -83,11 +82,7 @@ async fn request_link(
                  Or paste this code where you asked for the link:\n\n{token}\n\nIf you did not ask for it, ignore this message.\n",
                 ttl.as_secs() / 60
             );
-            if let Err(err) = state
-                .mailer()
-                .send(&email, "Your VeloFlux sign-in link", text)
-                .await
-            {
+            if let Err(err) = state.mailer().send(&email, "Your VeloFlux sign-in link", text).await {
                 tracing::error!(error = %err, user_id = %user.id, "could not send the magic link");
             }
             audit(
@@ -121,12 +116,7 @@ async fn verify(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<VerifyRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            ErrorCode::InvalidToken,
-            "this sign-in link is invalid, used or expired",
-        )
-    };
+    let invalid = || ApiError::new(ErrorCode::InvalidToken, "this sign-in link is invalid, used or expired");
     let token = body.token.trim();
     if token.is_empty() || token.len() > 128 {
         return Err(invalid());
@@ -155,14 +145,8 @@ async fn verify(
     };
     for tenant in tenants {
         if let Some(subject) = state.tokens().subject_for(user_id, tenant).await? {
-            let response = start_session(
-                &state,
-                &user,
-                &subject,
-                &peer.ip().to_string(),
-                "auth.login_magic_link",
-            )
-            .await?;
+            let response =
+                start_session(&state, &user, &subject, &peer.ip().to_string(), "auth.login_magic_link").await?;
             return Ok(Json(response));
         }
     }

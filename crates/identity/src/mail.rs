@@ -39,10 +39,7 @@ impl std::fmt::Debug for SmtpSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("security", &self.security)
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(|(user, _)| (user, "***")),
-            )
+            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "***")))
             .finish()
     }
 }
@@ -97,13 +94,9 @@ impl Mailer {
     /// Sends through an SMTP server.
     pub fn smtp(settings: &SmtpSettings, from: &str) -> Result<Mailer, MailError> {
         let builder = match settings.security {
-            SmtpSecurity::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-            }
-            SmtpSecurity::StartTls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
-                    .map_err(|e| MailError::Smtp(e.to_string()))?
-            }
+            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
+            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
+                .map_err(|e| MailError::Smtp(e.to_string()))?,
             SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
                 .map_err(|e| MailError::Smtp(e.to_string()))?,
         };

@@ -10,8 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use veloflux_api::{
-    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission,
-    Principal, Query,
+    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query,
 };
 use veloflux_domain::{Email, Invalid, Password, Role, UserId};
 use veloflux_store::{NewUser, StoreError, Tenant, UserUpdate};
@@ -89,19 +88,11 @@ async fn member(
 ) -> Result<(veloflux_store::User, Role), ApiError> {
     let not_found = || ApiError::new(ErrorCode::UserNotFound, "user not found in this tenant");
     let user_id = UserId::parse(raw_user).map_err(|_| not_found())?;
-    let role = state
-        .store()
-        .role_in(tenant.id, user_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let role = state.store().role_in(tenant.id, user_id).await?.ok_or_else(not_found)?;
     Ok((state.store().user(user_id).await?, role))
 }
 
-async fn refuse_last_owner(
-    state: &IdentityState,
-    tenant: &Tenant,
-    current: Role,
-) -> Result<(), ApiError> {
+async fn refuse_last_owner(state: &IdentityState, tenant: &Tenant, current: Role) -> Result<(), ApiError> {
     if current == Role::Owner && state.store().count_role(tenant.id, Role::Owner).await? <= 1 {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -121,10 +112,7 @@ async fn list_users(
     Query(page): Query<Pagination>,
 ) -> Result<Json<UserList>, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::Read).await?;
-    let page = state
-        .store()
-        .tenant_users(tenant.id, &page.into_request()?)
-        .await?;
+    let page = state.store().tenant_users(tenant.id, &page.into_request()?).await?;
     let users = page
         .items
         .iter()
@@ -153,18 +141,12 @@ async fn add_user(
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
     let role = Role::parse(&body.role).map_err(|e| ApiError::invalid("role", &e))?;
     check_owner_rules(&principal, role)?;
-    if let Some(max) = tenant
-        .settings
-        .get("max_users")
-        .and_then(serde_json::Value::as_i64)
+    if let Some(max) = tenant.settings.get("max_users").and_then(serde_json::Value::as_i64)
         && tenant.user_count >= max
     {
         return Err(ApiError::invalid(
             "email",
-            &Invalid::new(
-                "max_users",
-                format!("this tenant is limited to {max} users"),
-            ),
+            &Invalid::new("max_users", format!("this tenant is limited to {max} users")),
         ));
     }
     let store = state.store();
@@ -184,11 +166,9 @@ async fn add_user(
         Err(StoreError::NotFound) => {
             let password_hash = match body.password.as_deref() {
                 Some(raw) => Some(
-                    hash_password(
-                        Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?,
-                    )
-                    .await
-                    .map_err(ApiError::internal)?,
+                    hash_password(Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?)
+                        .await
+                        .map_err(ApiError::internal)?,
                 ),
                 None => None,
             };
@@ -212,10 +192,7 @@ async fn add_user(
         json!({"user_id": user.id.to_string(), "role": role.as_str()}),
     )
     .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(UserView::new(&user, tenant.id, role)),
-    ))
+    Ok((StatusCode::CREATED, Json(UserView::new(&user, tenant.id, role))))
 }
 
 /// One user of the tenant.
@@ -254,8 +231,15 @@ async fn update_user(
             check_owner_rules(&principal, new_role)?;
             refuse_last_owner(&state, &tenant, role).await?;
             state.store().set_role(tenant.id, user.id, new_role).await?;
-            audit(&state, Some(principal.user_id), Some(tenant.id), "user.role_changed", &peer.ip().to_string(),
-                json!({"user_id": user.id.to_string(), "from": role.as_str(), "to": new_role.as_str()})).await;
+            audit(
+                &state,
+                Some(principal.user_id),
+                Some(tenant.id),
+                "user.role_changed",
+                &peer.ip().to_string(),
+                json!({"user_id": user.id.to_string(), "from": role.as_str(), "to": new_role.as_str()}),
+            )
+            .await;
             role = new_role;
         }
     }

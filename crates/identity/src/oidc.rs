@@ -18,9 +18,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use veloflux_api::{
-    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Path, Permission, Query,
-};
+use veloflux_api::{ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Path, Permission, Query};
 use veloflux_domain::{Email, Invalid, Role, TenantId};
 use veloflux_secrets::{random_token, sha256_base64url};
 use veloflux_store::{NewUser, OidcConfigRow, OidcLoginRow, StoreError};
@@ -152,10 +150,7 @@ fn view(row: &OidcConfigRow) -> OidcConfigView {
 }
 
 fn not_configured() -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        "OIDC is not configured for this tenant",
-    )
+    ApiError::new(ErrorCode::NotFound, "OIDC is not configured for this tenant")
 }
 
 /// The tenant's OIDC configuration; the client secret is masked.
@@ -167,11 +162,7 @@ async fn get_config(
     Path(tenant_id): Path<String>,
 ) -> Result<Json<OidcConfigView>, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::ManageTenant).await?;
-    let row = state
-        .store()
-        .tenant_oidc(tenant.id)
-        .await?
-        .ok_or_else(not_configured)?;
+    let row = state.store().tenant_oidc(tenant.id).await?.ok_or_else(not_configured)?;
     Ok(Json(view(&row)))
 }
 
@@ -190,9 +181,8 @@ async fn put_config(
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::ManageTenant).await?;
     let body = body.parse()?;
     let url = |field: &str, raw: &str| -> Result<String, ApiError> {
-        let parsed = url::Url::parse(raw.trim()).map_err(|_| {
-            ApiError::invalid(field, &Invalid::new("format", "must be an absolute URL"))
-        })?;
+        let parsed = url::Url::parse(raw.trim())
+            .map_err(|_| ApiError::invalid(field, &Invalid::new("format", "must be an absolute URL")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ApiError::invalid(
                 field,
@@ -205,10 +195,7 @@ async fn put_config(
     let redirect_uri = url("redirect_uri", &body.redirect_uri)?;
     let client_id = body.client_id.trim().to_owned();
     if client_id.is_empty() {
-        return Err(ApiError::invalid(
-            "client_id",
-            &Invalid::new("required", "is required"),
-        ));
+        return Err(ApiError::invalid("client_id", &Invalid::new("required", "is required")));
     }
     let scopes = body
         .scopes
@@ -221,16 +208,10 @@ async fn put_config(
     }
     let existing = state.store().tenant_oidc(tenant.id).await?;
     let client_secret = match (
-        body.client_secret
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty()),
+        body.client_secret.as_deref().map(str::trim).filter(|s| !s.is_empty()),
         existing,
     ) {
-        (Some(secret), _) => state
-            .secret()
-            .seal(secret.as_bytes())
-            .map_err(ApiError::internal)?,
+        (Some(secret), _) => state.secret().seal(secret.as_bytes()).map_err(ApiError::internal)?,
         (None, Some(existing)) => existing.client_secret,
         (None, None) => {
             return Err(ApiError::invalid(
@@ -270,11 +251,7 @@ async fn test_config(
     Path(tenant_id): Path<String>,
 ) -> Result<Json<OidcTestResult>, ApiError> {
     let tenant = visible_tenant(&state, &principal, &tenant_id, Permission::ManageTenant).await?;
-    let row = state
-        .store()
-        .tenant_oidc(tenant.id)
-        .await?
-        .ok_or_else(not_configured)?;
+    let row = state.store().tenant_oidc(tenant.id).await?.ok_or_else(not_configured)?;
     let outcome = async {
         let discovery = discover(&state, &row.provider_url).await?;
         let keys = fetch_keys(&state, &discovery.jwks_uri).await?;
@@ -304,19 +281,10 @@ async fn test_config(
 /// Starts a sign-in: redirects the browser to the provider with PKCE, `state` and `nonce`.
 #[utoipa::path(get, path = "/api/auth/oidc/{tenant_id}/login", tag = "oidc", params(("tenant_id" = String, Path)),
     responses((status = 302, description = "Redirect to the provider's authorization endpoint"), (status = 404, body = ErrorBody)))]
-async fn start_login(
-    State(state): State<IdentityState>,
-    Path(tenant_id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn start_login(State(state): State<IdentityState>, Path(tenant_id): Path<String>) -> Result<Response, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    let row = state
-        .store()
-        .tenant_oidc(tenant)
-        .await?
-        .ok_or_else(not_configured)?;
-    let discovery = discover(&state, &row.provider_url)
-        .await
-        .map_err(provider_error)?;
+    let row = state.store().tenant_oidc(tenant).await?.ok_or_else(not_configured)?;
+    let discovery = discover(&state, &row.provider_url).await.map_err(provider_error)?;
     let login_state = random_token(24).map_err(ApiError::internal)?;
     let nonce = random_token(24).map_err(ApiError::internal)?;
     let verifier = random_token(32).map_err(ApiError::internal)?;
@@ -361,9 +329,7 @@ async fn callback(
     let failed = |message: &str| ApiError::new(ErrorCode::AuthenticationFailed, message.to_owned());
     let tenant = parse_tenant_id(&tenant_id)?;
     if let Some(error) = query.error {
-        return Err(failed(&format!(
-            "the identity provider refused the sign-in: {error}"
-        )));
+        return Err(failed(&format!("the identity provider refused the sign-in: {error}")));
     }
     let (Some(code), Some(login_state)) = (query.code, query.state) else {
         return Err(ApiError::invalid(
@@ -376,23 +342,12 @@ async fn callback(
         Some(login) if login.tenant_id == tenant && login.expires_at > Utc::now() => login,
         _ => return Err(failed("unknown, used or expired sign-in state")),
     };
-    let row = state
-        .store()
-        .tenant_oidc(tenant)
-        .await?
-        .ok_or_else(not_configured)?;
-    let discovery = discover(&state, &row.provider_url)
-        .await
-        .map_err(provider_error)?;
-    let secret = String::from_utf8(
-        state
-            .secret()
-            .open(&row.client_secret)
-            .map_err(ApiError::internal)?,
-    )
-    .map_err(ApiError::internal)?;
-    let token_url = url::Url::parse(&discovery.token_endpoint)
-        .map_err(|_| provider_error("invalid token endpoint".into()))?;
+    let row = state.store().tenant_oidc(tenant).await?.ok_or_else(not_configured)?;
+    let discovery = discover(&state, &row.provider_url).await.map_err(provider_error)?;
+    let secret = String::from_utf8(state.secret().open(&row.client_secret).map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)?;
+    let token_url =
+        url::Url::parse(&discovery.token_endpoint).map_err(|_| provider_error("invalid token endpoint".into()))?;
     check_url(&token_url, state.settings().oidc_allow_private_targets).map_err(provider_error)?;
     let reply = state
         .outbound()
@@ -428,14 +383,7 @@ async fn callback(
         .subject_for(user.id, tenant)
         .await?
         .ok_or_else(|| failed("the account has no access to this tenant"))?;
-    let response = start_session(
-        &state,
-        &user,
-        &subject,
-        &peer.ip().to_string(),
-        "auth.login_oidc",
-    )
-    .await?;
+    let response = start_session(&state, &user, &subject, &peer.ip().to_string(), "auth.login_oidc").await?;
     Ok(Json(response))
 }
 
@@ -458,10 +406,7 @@ async fn link_user(
                 .ok()
                 .flatten()
                 .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::AuthenticationFailed,
-                        "the ID token carries no usable e-mail",
-                    )
+                    ApiError::new(ErrorCode::AuthenticationFailed, "the ID token carries no usable e-mail")
                 })?;
             let user = match store.user_by_email(&email).await {
                 Ok(existing) if claims.email_verified == Some(true) => existing,
@@ -479,15 +424,11 @@ async fn link_user(
                         password_hash: None,
                         platform_role: None,
                     };
-                    store
-                        .create_user_in_tenant(&new, tenant, Role::Member)
-                        .await?
+                    store.create_user_in_tenant(&new, tenant, Role::Member).await?
                 }
                 Err(err) => return Err(err.into()),
             };
-            store
-                .link_identity(&claims.iss, &claims.sub, user.id, tenant)
-                .await?;
+            store.link_identity(&claims.iss, &claims.sub, user.id, tenant).await?;
             user
         }
     };
@@ -498,17 +439,11 @@ async fn link_user(
 }
 
 fn provider_error(message: String) -> ApiError {
-    ApiError::new(
-        ErrorCode::AuthenticationFailed,
-        format!("identity provider: {message}"),
-    )
-    .with_status(StatusCode::BAD_GATEWAY)
+    ApiError::new(ErrorCode::AuthenticationFailed, format!("identity provider: {message}"))
+        .with_status(StatusCode::BAD_GATEWAY)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
-    state: &IdentityState,
-    raw: &str,
-) -> Result<T, String> {
+async fn get_json<T: serde::de::DeserializeOwned>(state: &IdentityState, raw: &str) -> Result<T, String> {
     let url = url::Url::parse(raw).map_err(|_| format!("{raw} is not a URL"))?;
     check_url(&url, state.settings().oidc_allow_private_targets)?;
     let response = state
@@ -555,12 +490,7 @@ async fn verify_id_token(
     client_id: &str,
     token: &str,
 ) -> Result<IdClaims, ApiError> {
-    let invalid = |why: &str| {
-        ApiError::new(
-            ErrorCode::AuthenticationFailed,
-            format!("invalid ID token: {why}"),
-        )
-    };
+    let invalid = |why: &str| ApiError::new(ErrorCode::AuthenticationFailed, format!("invalid ID token: {why}"));
     let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
     let allowed = [
         Algorithm::RS256,
@@ -574,9 +504,7 @@ async fn verify_id_token(
     if !allowed.contains(&header.alg) {
         return Err(invalid("unsupported signing algorithm"));
     }
-    let keys = fetch_keys(state, &discovery.jwks_uri)
-        .await
-        .map_err(provider_error)?;
+    let keys = fetch_keys(state, &discovery.jwks_uri).await.map_err(provider_error)?;
     let jwk = match &header.kid {
         Some(kid) => keys.find(kid),
         None if keys.keys.len() == 1 => keys.keys.first(),
@@ -593,9 +521,7 @@ async fn verify_id_token(
         .map(|data| data.claims)
         .map_err(|err| match err.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("expired"),
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                invalid("issued for another client")
-            }
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => invalid("issued for another client"),
             jsonwebtoken::errors::ErrorKind::InvalidIssuer => invalid("issued by another provider"),
             _ => invalid("bad signature or claims"),
         })

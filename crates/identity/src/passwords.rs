@@ -5,8 +5,7 @@ use veloflux_domain::Password;
 
 /// argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
 fn hasher() -> Argon2<'static> {
-    let params =
-        Params::new(19 * 1024, 2, 1, None).expect("invariant: argon2 parameters are valid");
+    let params = Params::new(19 * 1024, 2, 1, None).expect("invariant: argon2 parameters are valid");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -26,11 +25,7 @@ pub async fn hash_password(password: Password) -> Result<String, argon2::passwor
 pub async fn verify_password(candidate: String, phc: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&phc)
-            .map(|parsed| {
-                hasher()
-                    .verify_password(candidate.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .map(|parsed| hasher().verify_password(candidate.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     })
     .await
@@ -46,10 +41,7 @@ mod tests {
         let password = Password::parse("senha_segura").unwrap();
         let first = hash_password(password.clone()).await.unwrap();
         let second = hash_password(password).await.unwrap();
-        assert!(
-            first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{first}"
-        );
+        assert!(first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{first}");
         assert_ne!(first, second, "each hash has its own salt");
         assert!(verify_password("senha_segura".into(), first.clone()).await);
         assert!(!verify_password("senha_errada".into(), first).await);

@@ -229,37 +229,31 @@ async fn create_account(
         password_hash,
         platform_role: body.platform_admin.then_some(PlatformRole::Admin),
     };
-    let user = match state
-        .store()
-        .create_user_in_tenant(&new, tenant, role)
-        .await
-    {
+    let user = match state.store().create_user_in_tenant(&new, tenant, role).await {
         Err(StoreError::Conflict { .. }) => {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this e-mail is already registered",
-            ));
+            return Err(ApiError::new(ErrorCode::Conflict, "this e-mail is already registered"));
         }
         Err(StoreError::NotFound) => {
             return Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found"));
         }
         other => other?,
     };
-    audit(&state, Some(principal.user_id), Some(tenant), "user.created", &peer.ip().to_string(),
-        json!({"user_id": user.id.to_string(), "platform_admin": body.platform_admin, "role": role.as_str()})).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(account_view(&state, &user).await?),
-    ))
+    audit(
+        &state,
+        Some(principal.user_id),
+        Some(tenant),
+        "user.created",
+        &peer.ip().to_string(),
+        json!({"user_id": user.id.to_string(), "platform_admin": body.platform_admin, "role": role.as_str()}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(account_view(&state, &user).await?)))
 }
 
 /// Totals over the platform.
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin-api",
     responses((status = 200, body = PlatformStats), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-async fn stats(
-    State(state): State<IdentityState>,
-    Auth(principal): Auth,
-) -> Result<Json<PlatformStats>, ApiError> {
+async fn stats(State(state): State<IdentityState>, Auth(principal): Auth) -> Result<Json<PlatformStats>, ApiError> {
     principal.require_platform_admin()?;
     let counts = state.store().platform_counts().await?;
     Ok(Json(PlatformStats {

@@ -88,10 +88,8 @@ async fn register_account(
     body: RegisterRequest,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
-    let password =
-        Password::parse(&body.password).map_err(|e| ApiError::invalid("password", &e))?;
-    let first_name =
-        person_name(&body.first_name).map_err(|e| ApiError::invalid("first_name", &e))?;
+    let password = Password::parse(&body.password).map_err(|e| ApiError::invalid("password", &e))?;
+    let first_name = person_name(&body.first_name).map_err(|e| ApiError::invalid("first_name", &e))?;
     let last_name = person_name(&body.last_name).map_err(|e| ApiError::invalid("last_name", &e))?;
     let tenant_id = body
         .tenant_id
@@ -144,10 +142,8 @@ async fn register_account(
     };
     let (user, tenant_id, role) = match created {
         Err(StoreError::Conflict { .. }) => {
-            return Err(
-                ApiError::new(ErrorCode::Conflict, "this e-mail is already registered")
-                    .with_details(json!({"field": "email", "constraint": "unique"})),
-            );
+            return Err(ApiError::new(ErrorCode::Conflict, "this e-mail is already registered")
+                .with_details(json!({"field": "email", "constraint": "unique"})));
         }
         Err(StoreError::NotFound) => {
             return Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found"));
@@ -190,10 +186,7 @@ fn person_name(raw: &str) -> Result<String, Invalid> {
         return Err(Invalid::new("max_length", "must be at most 100 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(Invalid::new(
-            "format",
-            "must not contain control characters",
-        ));
+        return Err(Invalid::new("format", "must not contain control characters"));
     }
     Ok(name.to_owned())
 }

@@ -107,11 +107,7 @@ fn authentication_failed() -> ApiError {
     ApiError::new(ErrorCode::AuthenticationFailed, "invalid email or password")
 }
 
-async fn sign_in(
-    state: &IdentityState,
-    peer: SocketAddr,
-    body: LoginRequest,
-) -> Result<SessionResponse, ApiError> {
+async fn sign_in(state: &IdentityState, peer: SocketAddr, body: LoginRequest) -> Result<SessionResponse, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", &e))?;
     if body.password.is_empty() {
         return Err(ApiError::invalid(
@@ -134,11 +130,7 @@ async fn sign_in(
         None => None,
     };
     // Unknown accounts are checked against a dummy hash so that both answers take as long.
-    let verified = verify_password(
-        body.password,
-        hash.unwrap_or_else(|| state.dummy_hash().to_owned()),
-    )
-    .await;
+    let verified = verify_password(body.password, hash.unwrap_or_else(|| state.dummy_hash().to_owned())).await;
     let subject = match (&user, verified) {
         (Some(user), true) => subject_for_login(state, user, body.tenant_id.as_deref()).await?,
         _ => None,
@@ -181,9 +173,7 @@ async fn subject_for_login(
                 }
             }
             match state.store().default_tenant().await? {
-                Some(default) if user.platform_role.is_some() => {
-                    tokens.subject_for(user.id, default).await
-                }
+                Some(default) if user.platform_role.is_some() => tokens.subject_for(user.id, default).await,
                 _ => Ok(None),
             }
         }
@@ -291,10 +281,7 @@ async fn refresh_session(
         .map(str::to_owned)
         .or(from_body)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing refresh token"))?;
-    let (pair, subject) = state
-        .tokens()
-        .refresh(&token, Some(peer.ip().to_string()))
-        .await?;
+    let (pair, subject) = state.tokens().refresh(&token, Some(peer.ip().to_string())).await?;
     let user = state.store().user(subject.user_id).await?;
     Ok(SessionResponse::new(
         pair,
@@ -334,13 +321,8 @@ async fn logout_auth(
     end_session(&state, peer, &parts).await
 }
 
-async fn end_session(
-    state: &IdentityState,
-    peer: SocketAddr,
-    parts: &Parts,
-) -> Result<Json<Done>, ApiError> {
-    let token = bearer_token(parts)
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing bearer token"))?;
+async fn end_session(state: &IdentityState, peer: SocketAddr, parts: &Parts) -> Result<Json<Done>, ApiError> {
+    let token = bearer_token(parts).ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing bearer token"))?;
     let session = state.tokens().session_of(token).await?;
     state.tokens().revoke_session(&session).await?;
     audit(
@@ -358,16 +340,9 @@ async fn end_session(
 /// The signed-in user, with `last_login`.
 #[utoipa::path(get, path = "/api/profile", tag = "auth",
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-async fn profile(
-    State(state): State<IdentityState>,
-    Auth(principal): Auth,
-) -> Result<Json<UserView>, ApiError> {
+async fn profile(State(state): State<IdentityState>, Auth(principal): Auth) -> Result<Json<UserView>, ApiError> {
     let user = state.store().user(principal.user_id).await?;
-    Ok(Json(UserView::new(
-        &user,
-        principal.tenant_id,
-        principal.role,
-    )))
+    Ok(Json(UserView::new(&user, principal.tenant_id, principal.role)))
 }
 
 /// Same as `GET /api/profile`.

@@ -11,8 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use veloflux_api::{
-    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission,
-    Principal, Query,
+    ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query,
 };
 use veloflux_domain::{Email, Invalid, Plan, Role, TenantId, TenantName, TenantStatus};
 use veloflux_store::{NewTenant, NewUser, StoreError, Tenant, TenantUpdate};
@@ -108,10 +107,7 @@ pub(crate) fn routes() -> OpenApiRouter<IdentityState> {
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
 }
 
-pub(crate) async fn tenant_view(
-    state: &IdentityState,
-    tenant: Tenant,
-) -> Result<TenantView, ApiError> {
+pub(crate) async fn tenant_view(state: &IdentityState, tenant: Tenant) -> Result<TenantView, ApiError> {
     let now = Utc::now();
     let month_start = Utc
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
@@ -149,9 +145,7 @@ pub(crate) async fn visible_tenant(
     let id = parse_tenant_id(raw)?;
     principal.require(permission, id)?;
     match state.store().tenant(id).await {
-        Err(StoreError::NotFound) => {
-            Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found"))
-        }
+        Err(StoreError::NotFound) => Err(ApiError::new(ErrorCode::TenantNotFound, "tenant not found")),
         other => Ok(other?),
     }
 }
@@ -242,9 +236,7 @@ async fn create_tenant(
             }
             Err(err) => return Err(err.into()),
         };
-        store
-            .add_membership(tenant.id, user.id, Role::Owner)
-            .await?;
+        store.add_membership(tenant.id, user.id, Role::Owner).await?;
     }
     audit(
         &state,
@@ -256,10 +248,7 @@ async fn create_tenant(
     )
     .await;
     let tenant = store.tenant(tenant.id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(tenant_view(&state, tenant).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(tenant_view(&state, tenant).await?)))
 }
 
 /// One tenant.
@@ -305,8 +294,7 @@ async fn update_tenant(
     }
     if let Some(status) = &body.status {
         principal.require_platform_admin()?;
-        update.status =
-            Some(TenantStatus::parse(status).map_err(|e| ApiError::invalid("status", &e))?);
+        update.status = Some(TenantStatus::parse(status).map_err(|e| ApiError::invalid("status", &e))?);
         changed.push("status");
     }
     let updated = state.store().update_tenant(tenant.id, &update).await?;
@@ -354,9 +342,7 @@ async fn delete_tenant(
 }
 
 /// Checks the settings VeloFlux reads; other keys are kept as given. `null` removes a key.
-pub(crate) fn validate_settings(
-    settings: &Map<String, Value>,
-) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn validate_settings(settings: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let field = |key: &str| format!("settings.{key}");
     for (key, value) in settings {
         if value.is_null() {

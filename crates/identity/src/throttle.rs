@@ -51,17 +51,12 @@ pub(crate) async fn ensure_unlocked(store: &Store, keys: &[String]) -> Result<()
         };
         match throttle.locked_until {
             Some(until) if until > now => {
-                let wait = u64::try_from((until - now).num_seconds())
-                    .unwrap_or(1)
-                    .max(1);
+                let wait = u64::try_from((until - now).num_seconds()).unwrap_or(1).max(1);
                 return Err(ApiError::new(
                     ErrorCode::RateLimitExceeded,
                     format!("too many failed sign-in attempts; try again in {wait} seconds"),
                 )
-                .with_header(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(wait),
-                ));
+                .with_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(wait)));
             }
             Some(_) => store.clear_login_throttle(key).await?,
             None => {}
@@ -80,8 +75,7 @@ pub(crate) async fn record_failure(
 ) -> Result<(), ApiError> {
     let account_failures = store.record_login_failure(account).await?;
     let ip_failures = store.record_login_failure(ip).await?;
-    let until = Utc::now()
-        + chrono::Duration::from_std(policy.lockout).unwrap_or(chrono::Duration::minutes(15));
+    let until = Utc::now() + chrono::Duration::from_std(policy.lockout).unwrap_or(chrono::Duration::minutes(15));
     if account_failures >= policy.max_failures_per_account {
         store.lock_login(account, until).await?;
         tracing::warn!(

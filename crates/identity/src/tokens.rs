@@ -25,9 +25,7 @@ use serde_json::json;
 use veloflux_api::{ApiError, ErrorCode, Principal};
 use veloflux_domain::{Plan, Role, TenantId, UserId};
 use veloflux_secrets::{SecretKey, random_token, sha256_hex};
-use veloflux_store::{
-    NewAuditEntry, NewRefreshToken, RefreshUse, SigningKeyRow, Store, StoreError,
-};
+use veloflux_store::{NewAuditEntry, NewRefreshToken, RefreshUse, SigningKeyRow, Store, StoreError};
 
 /// Lifetimes and names of tokens.
 #[derive(Debug, Clone)]
@@ -134,11 +132,7 @@ pub enum KeyError {
 
 impl Tokens {
     /// Loads the signing keys, creating the first one on a new installation.
-    pub async fn load(
-        store: Store,
-        secret: Arc<SecretKey>,
-        settings: TokenSettings,
-    ) -> Result<Arc<Tokens>, KeyError> {
+    pub async fn load(store: Store, secret: Arc<SecretKey>, settings: TokenSettings) -> Result<Arc<Tokens>, KeyError> {
         let keys = load_keys(&store, &secret, &settings).await?;
         let keys = match keys {
             Some(keys) => keys,
@@ -166,21 +160,13 @@ impl Tokens {
     }
 
     fn current(&self) -> Arc<KeySet> {
-        Arc::clone(
-            &self
-                .keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Re-reads the key set from the store (after a rotation, possibly on another node).
     pub async fn reload(&self) -> Result<(), KeyError> {
         if let Some(keys) = load_keys(&self.store, &self.secret, &self.settings).await? {
-            *self
-                .keys
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+            *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
         }
         Ok(())
     }
@@ -209,17 +195,9 @@ impl Tokens {
         self.issue_in_family(subject, &family).await
     }
 
-    async fn issue_in_family(
-        &self,
-        subject: &SessionSubject,
-        family: &str,
-    ) -> Result<TokenPair, ApiError> {
-        let refresh_token = format!(
-            "{REFRESH_PREFIX}{}",
-            random_token(32).map_err(ApiError::internal)?
-        );
-        let refresh_ttl =
-            chrono::Duration::from_std(self.settings.refresh_ttl).map_err(ApiError::internal)?;
+    async fn issue_in_family(&self, subject: &SessionSubject, family: &str) -> Result<TokenPair, ApiError> {
+        let refresh_token = format!("{REFRESH_PREFIX}{}", random_token(32).map_err(ApiError::internal)?);
+        let refresh_ttl = chrono::Duration::from_std(self.settings.refresh_ttl).map_err(ApiError::internal)?;
         self.store
             .insert_refresh_token(&NewRefreshToken {
                 token_hash: sha256_hex(refresh_token.as_bytes()),
@@ -247,8 +225,7 @@ impl Tokens {
         let keys = self.current();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.signing_kid.clone());
-        let access_token =
-            jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(ApiError::internal)?;
+        let access_token = jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(ApiError::internal)?;
         Ok(TokenPair {
             access_token,
             refresh_token,
@@ -292,10 +269,7 @@ impl Tokens {
                 ));
             }
             RefreshUse::Expired => {
-                return Err(ApiError::new(
-                    ErrorCode::TokenExpired,
-                    "refresh token expired",
-                ));
+                return Err(ApiError::new(ErrorCode::TokenExpired, "refresh token expired"));
             }
             RefreshUse::Unknown => return Err(invalid()),
         };
@@ -311,10 +285,7 @@ impl Tokens {
     /// a refresh token's family.
     pub async fn session_of(&self, bearer: &str) -> Result<String, ApiError> {
         if bearer.starts_with(REFRESH_PREFIX) {
-            let row = self
-                .store
-                .refresh_token(&sha256_hex(bearer.as_bytes()))
-                .await?;
+            let row = self.store.refresh_token(&sha256_hex(bearer.as_bytes())).await?;
             return row
                 .map(|r| r.family_id)
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid token"));
@@ -329,11 +300,7 @@ impl Tokens {
     }
 
     /// The subject as it is now: current role (or none), plan and admin flag.
-    pub async fn subject_for(
-        &self,
-        user_id: UserId,
-        tenant_id: TenantId,
-    ) -> Result<Option<SessionSubject>, ApiError> {
+    pub async fn subject_for(&self, user_id: UserId, tenant_id: TenantId) -> Result<Option<SessionSubject>, ApiError> {
         let user = match self.store.user(user_id).await {
             Ok(user) => user,
             Err(StoreError::NotFound) => return Ok(None),
@@ -396,8 +363,7 @@ impl veloflux_api::Authenticator for Tokens {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Principal, ApiError>> + Send + 'a>>
-    {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Principal, ApiError>> + Send + 'a>> {
         Box::pin(async move {
             let invalid = || ApiError::new(ErrorCode::InvalidToken, "invalid token");
             let claims = self.verify(token).await?;
@@ -440,9 +406,7 @@ async fn insert_new_key(store: &Store, secret: &SecretKey) -> Result<String, Key
         .insert_signing_key(&SigningKeyRow {
             kid: kid.clone(),
             algorithm: "EdDSA".into(),
-            private_key: secret
-                .seal(pkcs8.as_ref())
-                .map_err(|e| fail(e.to_string()))?,
+            private_key: secret.seal(pkcs8.as_ref()).map_err(|e| fail(e.to_string()))?,
             public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
             created_at: Utc::now(),
             retired_at: None,
@@ -452,11 +416,7 @@ async fn insert_new_key(store: &Store, secret: &SecretKey) -> Result<String, Key
 }
 
 /// Reads the keys that may still verify tokens; `None` when there is no signing key.
-async fn load_keys(
-    store: &Store,
-    secret: &SecretKey,
-    settings: &TokenSettings,
-) -> Result<Option<KeySet>, KeyError> {
+async fn load_keys(store: &Store, secret: &SecretKey, settings: &TokenSettings) -> Result<Option<KeySet>, KeyError> {
     let grace = chrono::Duration::from_std(settings.access_ttl + Duration::from_secs(300))
         .unwrap_or(chrono::Duration::hours(2));
     let rows = store.signing_keys(Utc::now() - grace).await?;
@@ -474,10 +434,11 @@ async fn load_keys(
     let mut decoding = HashMap::new();
     let mut jwks = Vec::new();
     for row in &rows {
-        let key = DecodingKey::from_ed_components(&row.public_key)
-            .map_err(|e| bad(&row.kid, &e.to_string()))?;
+        let key = DecodingKey::from_ed_components(&row.public_key).map_err(|e| bad(&row.kid, &e.to_string()))?;
         decoding.insert(row.kid.clone(), key);
-        jwks.push(json!({"kty": "OKP", "crv": "Ed25519", "x": row.public_key, "kid": row.kid, "alg": "EdDSA", "use": "sig"}));
+        jwks.push(
+            json!({"kty": "OKP", "crv": "Ed25519", "x": row.public_key, "kid": row.kid, "alg": "EdDSA", "use": "sig"}),
+        );
     }
     Ok(Some(KeySet {
         signing_kid: signing.kid.clone(),

@@ -65,9 +65,7 @@ pub enum KeyOrigin {
 impl SecretKey {
     /// Decodes a base64 key of 32 bytes.
     pub fn from_base64(encoded: &str) -> Result<SecretKey, SecretError> {
-        let bytes = STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| SecretError::BadKey)?;
+        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| SecretError::BadKey)?;
         SecretKey::from_bytes(&bytes)
     }
 
@@ -91,9 +89,7 @@ impl SecretKey {
             Ok(text) => Ok((SecretKey::from_base64(&text)?, KeyOrigin::File)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut bytes)
-                    .map_err(|_| SecretError::Random)?;
+                SystemRandom::new().fill(&mut bytes).map_err(|_| SecretError::Random)?;
                 if let Some(dir) = file.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
@@ -107,16 +103,10 @@ impl SecretKey {
     /// Encrypts `plaintext`; the result is text safe to store in any column.
     pub fn seal(&self, plaintext: &[u8]) -> Result<String, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| SecretError::Random)?;
+        SystemRandom::new().fill(&mut nonce).map_err(|_| SecretError::Random)?;
         let mut buffer = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::empty(),
-                &mut buffer,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buffer)
             .map_err(|_| SecretError::Random)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buffer);
@@ -126,9 +116,7 @@ impl SecretKey {
     /// Decrypts what [`SecretKey::seal`] produced; fails if the key differs or the data was
     /// altered.
     pub fn open(&self, sealed: &str) -> Result<Vec<u8>, SecretError> {
-        let encoded = sealed
-            .strip_prefix(SEALED_PREFIX)
-            .ok_or(SecretError::Unseal)?;
+        let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or(SecretError::Unseal)?;
         let mut bytes = STANDARD.decode(encoded).map_err(|_| SecretError::Unseal)?;
         if bytes.len() < NONCE_LEN {
             return Err(SecretError::Unseal);
@@ -164,9 +152,7 @@ fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// `bytes` random bytes as unpadded base64url: for tokens, ids and nonces.
 pub fn random_token(bytes: usize) -> Result<String, SecretError> {
     let mut buffer = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buffer)
-        .map_err(|_| SecretError::Random)?;
+    SystemRandom::new().fill(&mut buffer).map_err(|_| SecretError::Random)?;
     Ok(URL_SAFE_NO_PAD.encode(buffer))
 }
 
@@ -244,10 +230,7 @@ mod tests {
 
     #[test]
     fn keys_must_be_32_bytes() {
-        assert!(matches!(
-            SecretKey::from_base64("c2hvcnQ="),
-            Err(SecretError::BadKey)
-        ));
+        assert!(matches!(SecretKey::from_base64("c2hvcnQ="), Err(SecretError::BadKey)));
         assert!(matches!(
             SecretKey::from_base64("not base64!"),
             Err(SecretError::BadKey)
@@ -267,10 +250,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(
-                std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 
@@ -287,15 +267,8 @@ mod tests {
         );
         // RFC 4231 test case 2.
         let mac = hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            mac,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        assert!(verify_hmac_sha256_hex(
-            b"Jefe",
-            b"what do ya want for nothing?",
-            &mac
-        ));
+        assert_eq!(mac, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert!(verify_hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?", &mac));
         assert!(!verify_hmac_sha256_hex(b"Jefe", b"tampered", &mac));
         assert!(!verify_hmac_sha256_hex(b"Jefe", b"x", "zz"));
     }
@@ -304,10 +277,7 @@ mod tests {
     fn random_tokens_are_unique_and_url_safe() {
         let a = random_token(32).unwrap();
         assert_eq!(a.len(), 43);
-        assert!(
-            a.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(a, random_token(32).unwrap());
     }
 }

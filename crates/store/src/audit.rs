@@ -82,7 +82,8 @@ impl Store {
         tenant: Option<TenantId>,
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        const COLUMNS: &str = "SELECT id, tenant_id, actor_user_id, action, target, ip, details, created_at FROM audit_log";
+        const COLUMNS: &str =
+            "SELECT id, tenant_id, actor_user_id, action, target, ip, details, created_at FROM audit_log";
         let limit = i64::from(page.limit()) + 1;
         let rows = match tenant {
             Some(tenant) => {
@@ -103,10 +104,7 @@ impl Store {
                     .await?
             }
         };
-        let entries = rows
-            .iter()
-            .map(audit_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = rows.iter().map(audit_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(entries, |e| e.id.clone()))
     }
 }
@@ -127,8 +125,7 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         action: row.try_get("action")?,
         target: row.try_get("target")?,
         ip: row.try_get("ip")?,
-        details: serde_json::from_str(&row.try_get::<String, _>("details")?)
-            .map_err(corrupt("audit details"))?,
+        details: serde_json::from_str(&row.try_get::<String, _>("details")?).map_err(corrupt("audit details"))?,
         created_at: time::decode(&row.try_get::<String, _>("created_at")?)?,
     })
 }

@@ -95,10 +95,7 @@ impl Store {
 
     /// Keys still valid for verification: unretired, or retired after `retired_after`.
     /// Newest first.
-    pub async fn signing_keys(
-        &self,
-        retired_after: DateTime<Utc>,
-    ) -> Result<Vec<SigningKeyRow>, StoreError> {
+    pub async fn signing_keys(&self, retired_after: DateTime<Utc>) -> Result<Vec<SigningKeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, algorithm, private_key, public_key, created_at, retired_at FROM signing_keys \
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
@@ -122,13 +119,11 @@ impl Store {
 
     /// Retires every key but `kid` that is not retired yet.
     pub async fn retire_signing_keys_except(&self, kid: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2",
-        )
-        .bind(time::encode(time::now()))
-        .bind(kid)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2")
+            .bind(time::encode(time::now()))
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -185,10 +180,7 @@ impl Store {
     }
 
     /// Looks up a refresh token without spending it.
-    pub async fn refresh_token(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<RefreshTokenRow>, StoreError> {
+    pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
         let row = sqlx::query(
             "SELECT family_id, user_id, tenant_id, expires_at FROM refresh_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
@@ -200,36 +192,31 @@ impl Store {
 
     /// Revokes every token of a family; returns how many were still live.
     pub async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(time::encode(time::now()))
-        .bind(family_id)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+            .bind(time::encode(time::now()))
+            .bind(family_id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
     /// Whether a family has been revoked (a logout or a detected replay).
     pub async fn is_refresh_family_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
-        let revoked: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL",
-        )
-        .bind(family_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let revoked: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL")
+                .bind(family_id)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(revoked > 0)
     }
 
     /// Revokes every refresh token of a user (membership removed, user deleted).
     pub async fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(time::encode(time::now()))
-        .bind(user.to_string())
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(time::encode(time::now()))
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -240,14 +227,16 @@ impl Store {
         user: UserId,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO magic_links (id, token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(token_hash)
-            .bind(user.to_string())
-            .bind(time::encode(time::now()))
-            .bind(time::encode(expires_at))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO magic_links (id, token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(token_hash)
+        .bind(user.to_string())
+        .bind(time::encode(time::now()))
+        .bind(time::encode(expires_at))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -318,10 +307,8 @@ impl Store {
 fn refresh_from_row(row: &AnyRow) -> Result<RefreshTokenRow, StoreError> {
     Ok(RefreshTokenRow {
         family_id: row.try_get("family_id")?,
-        user_id: UserId::parse(&row.try_get::<String, _>("user_id")?)
-            .map_err(corrupt("refresh token user"))?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(corrupt("refresh token tenant"))?,
+        user_id: UserId::parse(&row.try_get::<String, _>("user_id")?).map_err(corrupt("refresh token user"))?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(corrupt("refresh token tenant"))?,
         expires_at: time::decode(&row.try_get::<String, _>("expires_at")?)?,
     })
 }

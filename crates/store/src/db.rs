@@ -61,9 +61,8 @@ impl Store {
     /// survives a crash of the process or the machine.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
-        let backend = Backend::from_url(url).ok_or_else(|| {
-            StoreError::Database("database URL must start with sqlite: or postgres://".into())
-        })?;
+        let backend = Backend::from_url(url)
+            .ok_or_else(|| StoreError::Database("database URL must start with sqlite: or postgres://".into()))?;
         let (url, max_connections) = match backend {
             Backend::Sqlite if !url.contains('?') => (format!("{url}?mode=rwc"), 8),
             Backend::Sqlite => (url.to_owned(), 8),
@@ -108,10 +107,9 @@ impl Store {
     }
 
     async fn applied_migrations(&self) -> Result<usize, StoreError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.pool)
-                .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(usize::try_from(count).unwrap_or(0))
     }
 

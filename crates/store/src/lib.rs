@@ -27,6 +27,6 @@ pub use db::{Backend, Store};
 pub use error::StoreError;
 pub use oidc::{OidcConfigRow, OidcLoginRow};
 pub use page::{Page, PageRequest};
-pub use tenants::{NewTenant, Tenant, TenantUpdate};
+pub use tenants::{NewTenant, Tenant, TenantUpdate, allows_origin};
 pub use usage::{UsageEvent, UsageTotals};
 pub use users::{Membership, NewUser, PlatformCounts, User, UserUpdate};

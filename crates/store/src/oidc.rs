@@ -75,8 +75,7 @@ impl Store {
                 client_id: row.try_get("client_id")?,
                 client_secret: row.try_get("client_secret")?,
                 redirect_uri: row.try_get("redirect_uri")?,
-                scopes: serde_json::from_str(&row.try_get::<String, _>("scopes")?)
-                    .map_err(corrupt("oidc scopes"))?,
+                scopes: serde_json::from_str(&row.try_get::<String, _>("scopes")?).map_err(corrupt("oidc scopes"))?,
                 updated_at: time::decode(&row.try_get::<String, _>("updated_at")?)?,
             })
         })
@@ -84,11 +83,7 @@ impl Store {
     }
 
     /// Remembers a login in progress under its `state`.
-    pub async fn insert_oidc_login(
-        &self,
-        state: &str,
-        login: &OidcLoginRow,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_oidc_login(&self, state: &str, login: &OidcLoginRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO oidc_logins (state, tenant_id, nonce, code_verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -105,14 +100,15 @@ impl Store {
 
     /// Takes (reads and deletes) the login of `state`: each state is usable once.
     pub async fn take_oidc_login(&self, state: &str) -> Result<Option<OidcLoginRow>, StoreError> {
-        let row = sqlx::query("DELETE FROM oidc_logins WHERE state = $1 RETURNING tenant_id, nonce, code_verifier, expires_at")
-            .bind(state)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "DELETE FROM oidc_logins WHERE state = $1 RETURNING tenant_id, nonce, code_verifier, expires_at",
+        )
+        .bind(state)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| {
             Ok(OidcLoginRow {
-                tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-                    .map_err(corrupt("oidc tenant"))?,
+                tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(corrupt("oidc tenant"))?,
                 nonce: row.try_get("nonce")?,
                 code_verifier: row.try_get("code_verifier")?,
                 expires_at: time::decode(&row.try_get::<String, _>("expires_at")?)?,
@@ -122,18 +118,13 @@ impl Store {
     }
 
     /// The user linked to an external identity.
-    pub async fn user_by_identity(
-        &self,
-        issuer: &str,
-        subject: &str,
-    ) -> Result<Option<UserId>, StoreError> {
-        let user: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2",
-        )
-        .bind(issuer)
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn user_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<UserId>, StoreError> {
+        let user: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
         user.map(|raw| UserId::parse(&raw).map_err(corrupt("identity user")))
             .transpose()
     }

@@ -14,9 +14,7 @@ impl PageRequest {
     pub const MAX_LIMIT: u32 = 500;
 
     pub(crate) fn limit(&self) -> u32 {
-        self.limit
-            .unwrap_or(Self::DEFAULT_LIMIT)
-            .clamp(1, Self::MAX_LIMIT)
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT)
     }
 
     /// The cursor as a lower bound for `id > $n`; the empty string sorts before every id.

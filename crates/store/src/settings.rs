@@ -3,12 +3,10 @@ use crate::{Store, StoreError};
 impl Store {
     /// Reads a platform-wide setting.
     pub async fn platform_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM platform_settings WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT value FROM platform_settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Writes a platform-wide setting, replacing any previous value.

@@ -77,17 +77,12 @@ impl Store {
 
     /// Lists every tenant (for platform administrators), oldest first.
     pub async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_TENANT} WHERE t.id > $1 ORDER BY t.id LIMIT $2"
-        ))
-        .bind(page.after())
-        .bind(i64::from(page.limit()) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let tenants = rows
-            .iter()
-            .map(tenant_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(&format!("{SELECT_TENANT} WHERE t.id > $1 ORDER BY t.id LIMIT $2"))
+            .bind(page.after())
+            .bind(i64::from(page.limit()) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let tenants = rows.iter().map(tenant_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(tenants, |t| t.id.to_string()))
     }
 
@@ -106,11 +101,7 @@ impl Store {
     }
 
     /// Applies a partial change and returns the tenant as it is now.
-    pub async fn update_tenant(
-        &self,
-        id: TenantId,
-        update: &TenantUpdate,
-    ) -> Result<Tenant, StoreError> {
+    pub async fn update_tenant(&self, id: TenantId, update: &TenantUpdate) -> Result<Tenant, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Touch the row first: on SQLite this takes the write lock before the read below, so
         // a concurrent update cannot interleave and no transaction has to upgrade its lock.
@@ -140,9 +131,9 @@ impl Store {
             status = new.as_str().to_owned();
         }
         if let Some(changes) = &update.settings {
-            let object = settings.as_object_mut().ok_or_else(|| {
-                StoreError::Corrupt(format!("settings of tenant {id} is not an object"))
-            })?;
+            let object = settings
+                .as_object_mut()
+                .ok_or_else(|| StoreError::Corrupt(format!("settings of tenant {id} is not an object")))?;
             for (key, value) in changes {
                 if value.is_null() {
                     object.remove(key);
@@ -151,16 +142,14 @@ impl Store {
                 }
             }
         }
-        sqlx::query(
-            "UPDATE tenants SET name = $1, plan = $2, status = $3, settings = $4 WHERE id = $5",
-        )
-        .bind(name)
-        .bind(plan)
-        .bind(status)
-        .bind(settings.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE tenants SET name = $1, plan = $2, status = $3, settings = $4 WHERE id = $5")
+            .bind(name)
+            .bind(plan)
+            .bind(status)
+            .bind(settings.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.tenant(id).await
     }
@@ -192,13 +181,12 @@ impl Store {
             settings: serde_json::json!({}),
         };
         let id = insert_tenant(&mut tx, &new).await?;
-        let claimed = sqlx::query(
-            "INSERT INTO platform_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(DEFAULT_TENANT_KEY)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let claimed =
+            sqlx::query("INSERT INTO platform_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(DEFAULT_TENANT_KEY)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         if claimed.rows_affected() == 1 {
             tx.commit().await?;
             return Ok(id);
@@ -216,10 +204,7 @@ impl Store {
     }
 }
 
-pub(crate) async fn insert_tenant(
-    conn: &mut sqlx::AnyConnection,
-    new: &NewTenant,
-) -> Result<TenantId, StoreError> {
+pub(crate) async fn insert_tenant(conn: &mut sqlx::AnyConnection, new: &NewTenant) -> Result<TenantId, StoreError> {
     let id = TenantId::new();
     let now = time::encode(time::now());
     sqlx::query(
@@ -247,11 +232,39 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         id: TenantId::parse(&row.try_get::<String, _>("id")?).map_err(corrupt("tenant id"))?,
         name: row.try_get("name")?,
         plan: Plan::parse(&row.try_get::<String, _>("plan")?).map_err(corrupt("tenant plan"))?,
-        status: TenantStatus::parse(&row.try_get::<String, _>("status")?)
-            .map_err(corrupt("tenant status"))?,
+        status: TenantStatus::parse(&row.try_get::<String, _>("status")?).map_err(corrupt("tenant status"))?,
         settings: decode_settings(&row.try_get::<String, _>("settings")?)?,
         user_count: row.try_get("user_count")?,
         created_at: time::decode(&row.try_get::<String, _>("created_at")?)?,
         updated_at: time::decode(&row.try_get::<String, _>("updated_at")?)?,
     })
+}
+
+impl Store {
+    /// Tenants whose settings list `origin` under `allowed_origins` (for CORS preflights,
+    /// which carry no token to tell the tenant).
+    pub async fn tenants_allowing_origin(&self, origin: &str) -> Result<Vec<TenantId>, StoreError> {
+        // A cheap text filter narrows the scan; the JSON check decides.
+        let pattern = format!("%{}%", origin.replace('%', "").replace('_', ""));
+        let rows = sqlx::query("SELECT id, settings FROM tenants WHERE settings LIKE $1")
+            .bind(pattern)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut allowed = Vec::new();
+        for row in rows {
+            let settings = decode_settings(&row.try_get::<String, _>("settings")?)?;
+            if allows_origin(&settings, origin) {
+                allowed.push(TenantId::parse(&row.try_get::<String, _>("id")?).map_err(corrupt("tenant id"))?);
+            }
+        }
+        Ok(allowed)
+    }
+}
+
+/// Whether a tenant's settings list `origin` in `allowed_origins`.
+pub fn allows_origin(settings: &serde_json::Value, origin: &str) -> bool {
+    settings
+        .get("allowed_origins")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|origins| origins.iter().any(|o| o.as_str() == Some(origin)))
 }

@@ -70,11 +70,7 @@ impl Store {
     }
 
     /// A tenant's usage in periods starting at or after `since`.
-    pub async fn tenant_usage(
-        &self,
-        tenant: TenantId,
-        since: DateTime<Utc>,
-    ) -> Result<UsageTotals, StoreError> {
+    pub async fn tenant_usage(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<UsageTotals, StoreError> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS requests, CAST(COALESCE(SUM(bytes_in), 0) AS BIGINT) AS bytes_in, \
              CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) AS bytes_out FROM usage_events WHERE tenant_id = $1 AND period_start >= $2",

@@ -128,25 +128,21 @@ impl Store {
 
     /// Reads one user.
     pub async fn user(&self, id: UserId) -> Result<User, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         user_from_row(&row)
     }
 
     /// Finds a user by e-mail address.
     pub async fn user_by_email(&self, email: &Email) -> Result<User, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1"
-        ))
-        .bind(email.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         user_from_row(&row)
     }
 
@@ -168,10 +164,7 @@ impl Store {
         .bind(i64::from(page.limit()) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let users = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(users, |u| u.id.to_string()))
     }
 
@@ -186,12 +179,7 @@ impl Store {
     }
 
     /// Adds `user` to `tenant` with `role`; an existing membership is a `Conflict`.
-    pub async fn add_membership(
-        &self,
-        tenant: TenantId,
-        user: UserId,
-        role: Role,
-    ) -> Result<(), StoreError> {
+    pub async fn add_membership(&self, tenant: TenantId, user: UserId, role: Role) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_membership(&mut tx, tenant, user, role).await?;
         tx.commit().await?;
@@ -211,11 +199,7 @@ impl Store {
     }
 
     /// The users of one tenant with their roles, oldest first.
-    pub async fn tenant_users(
-        &self,
-        tenant: TenantId,
-        page: &PageRequest,
-    ) -> Result<Page<(User, Role)>, StoreError> {
+    pub async fn tenant_users(&self, tenant: TenantId, page: &PageRequest) -> Result<Page<(User, Role)>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS}, m.role FROM users u JOIN memberships m ON m.user_id = u.id \
              WHERE m.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
@@ -228,8 +212,8 @@ impl Store {
         let with_roles = rows
             .iter()
             .map(|row| {
-                let role = Role::parse(&row.try_get::<String, _>("role")?)
-                    .map_err(|e| StoreError::Corrupt(e.message))?;
+                let role =
+                    Role::parse(&row.try_get::<String, _>("role")?).map_err(|e| StoreError::Corrupt(e.message))?;
                 Ok((user_from_row(row)?, role))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -237,18 +221,13 @@ impl Store {
     }
 
     /// The role of `user` in `tenant`, or `None` when the user is not a member.
-    pub async fn role_in(
-        &self,
-        tenant: TenantId,
-        user: UserId,
-    ) -> Result<Option<Role>, StoreError> {
-        let raw: Option<String> = sqlx::query_scalar(
-            "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn role_in(&self, tenant: TenantId, user: UserId) -> Result<Option<Role>, StoreError> {
+        let raw: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant.to_string())
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         raw.map(|r| Role::parse(&r).map_err(|e| StoreError::Corrupt(e.message)))
             .transpose()
     }
@@ -256,32 +235,24 @@ impl Store {
     /// Applies a partial change to a user's profile.
     pub async fn update_user(&self, id: UserId, update: &UserUpdate) -> Result<User, StoreError> {
         let current = self.user(id).await?;
-        sqlx::query(
-            "UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(update.first_name.clone().unwrap_or(current.first_name))
-        .bind(update.last_name.clone().unwrap_or(current.last_name))
-        .bind(time::encode(time::now()))
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4")
+            .bind(update.first_name.clone().unwrap_or(current.first_name))
+            .bind(update.last_name.clone().unwrap_or(current.last_name))
+            .bind(time::encode(time::now()))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         self.user(id).await
     }
 
     /// Changes the role of a member; `NotFound` when the user is not a member.
-    pub async fn set_role(
-        &self,
-        tenant: TenantId,
-        user: UserId,
-        role: Role,
-    ) -> Result<(), StoreError> {
-        let done =
-            sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
-                .bind(role.as_str())
-                .bind(tenant.to_string())
-                .bind(user.to_string())
-                .execute(&self.pool)
-                .await?;
+    pub async fn set_role(&self, tenant: TenantId, user: UserId, role: Role) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
+            .bind(role.as_str())
+            .bind(tenant.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -289,11 +260,7 @@ impl Store {
     }
 
     /// Removes a member from a tenant; `NotFound` when the user is not a member.
-    pub async fn remove_membership(
-        &self,
-        tenant: TenantId,
-        user: UserId,
-    ) -> Result<(), StoreError> {
+    pub async fn remove_membership(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant.to_string())
             .bind(user.to_string())
@@ -307,13 +274,13 @@ impl Store {
 
     /// Number of members of a tenant who hold `role`.
     pub async fn count_role(&self, tenant: TenantId, role: Role) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = $2",
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = $2")
+                .bind(tenant.to_string())
+                .bind(role.as_str())
+                .fetch_one(&self.pool)
+                .await?,
         )
-        .bind(tenant.to_string())
-        .bind(role.as_str())
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// Totals for the platform dashboard.
@@ -374,15 +341,13 @@ async fn insert_membership(
     user: UserId,
     role: Role,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant.to_string())
-    .bind(user.to_string())
-    .bind(role.as_str())
-    .bind(time::encode(time::now()))
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant.to_string())
+        .bind(user.to_string())
+        .bind(role.as_str())
+        .bind(time::encode(time::now()))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -405,12 +370,9 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
 
 fn membership_from_row(row: &AnyRow) -> Result<Membership, StoreError> {
     Ok(Membership {
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?)
-            .map_err(corrupt("membership tenant"))?,
-        user_id: UserId::parse(&row.try_get::<String, _>("user_id")?)
-            .map_err(corrupt("membership user"))?,
-        role: Role::parse(&row.try_get::<String, _>("role")?)
-            .map_err(corrupt("membership role"))?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id")?).map_err(corrupt("membership tenant"))?,
+        user_id: UserId::parse(&row.try_get::<String, _>("user_id")?).map_err(corrupt("membership user"))?,
+        role: Role::parse(&row.try_get::<String, _>("role")?).map_err(corrupt("membership role"))?,
         created_at: time::decode(&row.try_get::<String, _>("created_at")?)?,
     })
 }

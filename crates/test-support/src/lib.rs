@@ -44,9 +44,7 @@ impl TestDatabase {
                     std::env::var("CI").as_deref() != Ok("true"),
                     "TEST_DATABASE_URL must be set under CI=true"
                 );
-                eprintln!(
-                    "notice: TEST_DATABASE_URL is unset; skipping the PostgreSQL half of this test"
-                );
+                eprintln!("notice: TEST_DATABASE_URL is unset; skipping the PostgreSQL half of this test");
                 return None;
             }
         };
@@ -131,10 +129,7 @@ mod tests {
             with_database("postgres://u@127.0.0.1:5432/test", "x"),
             "postgres://u@127.0.0.1:5432/x"
         );
-        assert_eq!(
-            with_database("postgres://127.0.0.1", "x"),
-            "postgres://127.0.0.1/x"
-        );
+        assert_eq!(with_database("postgres://127.0.0.1", "x"), "postgres://127.0.0.1/x");
         assert_eq!(
             with_database("postgres://127.0.0.1/test?sslmode=disable", "x"),
             "postgres://127.0.0.1/x?sslmode=disable"

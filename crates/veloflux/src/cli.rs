@@ -103,21 +103,18 @@ impl Failure {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Config(ConfigCommand::Check(args)) => {
-            let config =
-                Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let config = Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             let shown = serde_json::to_string_pretty(&config.masked()).unwrap_or_default();
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "configuration is valid\n{shown}");
             Ok(())
         }
         Command::Serve(args) => {
-            let config =
-                Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let config = Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             runtime()?.block_on(crate::serve::serve(config))
         }
         Command::Migrate(args) => {
-            let config =
-                Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let config = Config::load(&args.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             crate::logging::init(&config);
             runtime()?.block_on(async {
                 let store = open_store(&config).await?;
@@ -143,12 +140,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             password,
             config,
         }) => {
-            let email = Email::parse(&email)
-                .map_err(|e| Failure::usage(format!("--email: {}", e.message)))?;
-            let password = Password::parse(&password)
-                .map_err(|e| Failure::usage(format!("--password: {}", e.message)))?;
-            let config =
-                Config::load(&config.sources()).map_err(|e| Failure::usage(e.to_string()))?;
+            let email = Email::parse(&email).map_err(|e| Failure::usage(format!("--email: {}", e.message)))?;
+            let password =
+                Password::parse(&password).map_err(|e| Failure::usage(format!("--password: {}", e.message)))?;
+            let config = Config::load(&config.sources()).map_err(|e| Failure::usage(e.to_string()))?;
             crate::logging::init(&config);
             runtime()?.block_on(async {
                 let store = open_store(&config).await?;
@@ -159,9 +154,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 let user = veloflux_identity::create_platform_admin(&store, email, password)
                     .await
                     .map_err(|err| match err {
-                        veloflux_identity::AccountError::EmailTaken(_) => {
-                            Failure::usage(err.to_string())
-                        }
+                        veloflux_identity::AccountError::EmailTaken(_) => Failure::usage(err.to_string()),
                         other => Failure::runtime(chain(&other)),
                     })?;
                 let mut out = std::io::stdout().lock();

@@ -109,10 +109,7 @@ sections! {
 /// The configuration as written, before validation.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-#[allow(
-    missing_docs,
-    reason = "each field is a section documented in the README"
-)]
+#[allow(missing_docs, reason = "each field is a section documented in the README")]
 pub struct RawConfig {
     pub data_dir: Text,
     pub database: RawDatabase,
@@ -269,18 +266,9 @@ impl Config {
             Some(dir) => dir.clone(),
             None => PathBuf::from(text(&raw.data_dir, "./data")),
         };
-        let database_url = match raw
-            .database
-            .url
-            .0
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
+        let database_url = match raw.database.url.0.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
             Some(url)
-                if url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://") =>
+                if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") =>
             {
                 url.to_owned()
             }
@@ -316,16 +304,12 @@ impl Config {
             ));
         }
 
-        let bootstrap_admin = match (
-            &raw.bootstrap.admin_email.0,
-            &raw.bootstrap.admin_password.0,
-        ) {
+        let bootstrap_admin = match (&raw.bootstrap.admin_email.0, &raw.bootstrap.admin_password.0) {
             (None, None) => None,
             (Some(email), Some(password)) => {
-                let email = Email::parse(email)
-                    .map_err(|e| fail("bootstrap.admin_email", Some(email), e.message))?;
-                let password = Password::parse(password)
-                    .map_err(|e| fail("bootstrap.admin_password", None, e.message))?;
+                let email = Email::parse(email).map_err(|e| fail("bootstrap.admin_email", Some(email), e.message))?;
+                let password =
+                    Password::parse(password).map_err(|e| fail("bootstrap.admin_password", None, e.message))?;
                 Some((email, password))
             }
             (Some(_), None) => {
@@ -357,32 +341,17 @@ impl Config {
             Some("json") => Some(LogFormat::Json),
             Some("pretty") => Some(LogFormat::Pretty),
             Some(other) => {
-                return Err(fail(
-                    "log.format",
-                    Some(other),
-                    "expected json or pretty".into(),
-                ));
+                return Err(fail("log.format", Some(other), "expected json or pretty".into()));
             }
         };
 
-        let number = |key: &str,
-                      value: &Text,
-                      default: u64,
-                      min: u64,
-                      max: u64|
-         -> Result<u64, ConfigError> {
+        let number = |key: &str, value: &Text, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
             let raw = text(value, &default.to_string());
             raw.trim()
                 .parse::<u64>()
                 .ok()
                 .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    fail(
-                        key,
-                        Some(&raw),
-                        format!("expected a whole number from {min} to {max}"),
-                    )
-                })
+                .ok_or_else(|| fail(key, Some(&raw), format!("expected a whole number from {min} to {max}")))
         };
         let positive = |key: &str, value: &Text, default: &str| -> Result<Duration, ConfigError> {
             let parsed = duration(key, value, default)?;
@@ -400,14 +369,7 @@ impl Config {
         };
 
         let api_addr = addr("api.addr", &raw.api.addr, "127.0.0.1:9090")?;
-        let public_url = match raw
-            .api
-            .public_url
-            .0
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
+        let public_url = match raw.api.public_url.0.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                 url.trim_end_matches('/').to_owned()
             }
@@ -443,8 +405,7 @@ impl Config {
         }
         let secret_key = raw.secrets.key.0.clone().filter(|k| !k.trim().is_empty());
         if let Some(key) = &secret_key {
-            veloflux_secrets::SecretKey::from_base64(key)
-                .map_err(|e| fail("secrets.key", None, e.to_string()))?;
+            veloflux_secrets::SecretKey::from_base64(key).map_err(|e| fail("secrets.key", None, e.to_string()))?;
         }
         let tokens = TokenSettings {
             access_ttl: positive("auth.access_token_ttl", &raw.auth.access_token_ttl, "1h")?,
@@ -456,52 +417,22 @@ impl Config {
                 &raw.auth.max_failures_per_account,
                 5,
             )?),
-            max_failures_per_ip: i64::from(count(
-                "auth.max_failures_per_ip",
-                &raw.auth.max_failures_per_ip,
-                20,
-            )?),
+            max_failures_per_ip: i64::from(count("auth.max_failures_per_ip", &raw.auth.max_failures_per_ip, 20)?),
             lockout: positive("auth.lockout", &raw.auth.lockout, "15m")?,
             ..LockoutPolicy::default()
         };
         let rate_limits = RateLimits {
             free: count("rate_limits.free", &raw.rate_limits.free, 100)?,
-            professional: count(
-                "rate_limits.professional",
-                &raw.rate_limits.professional,
-                1_000,
-            )?,
-            enterprise: count(
-                "rate_limits.enterprise",
-                &raw.rate_limits.enterprise,
-                10_000,
-            )?,
+            professional: count("rate_limits.professional", &raw.rate_limits.professional, 1_000)?,
+            enterprise: count("rate_limits.enterprise", &raw.rate_limits.enterprise, 10_000)?,
             window: positive("rate_limits.window", &raw.rate_limits.window, "1h")?,
             auth_per_ip: count("rate_limits.auth_per_ip", &raw.rate_limits.auth_per_ip, 30)?,
-            auth_window: positive(
-                "rate_limits.auth_window",
-                &raw.rate_limits.auth_window,
-                "1m",
-            )?,
+            auth_window: positive("rate_limits.auth_window", &raw.rate_limits.auth_window, "1m")?,
         };
-        let smtp = match raw
-            .smtp
-            .host
-            .0
-            .as_deref()
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-        {
+        let smtp = match raw.smtp.host.0.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
             None => None,
             Some(host) => {
-                let security = match raw
-                    .smtp
-                    .security
-                    .0
-                    .as_deref()
-                    .map(str::trim)
-                    .unwrap_or("starttls")
-                {
+                let security = match raw.smtp.security.0.as_deref().map(str::trim).unwrap_or("starttls") {
                     "none" => SmtpSecurity::None,
                     "starttls" => SmtpSecurity::StartTls,
                     "tls" => SmtpSecurity::Tls,
@@ -518,14 +449,7 @@ impl Config {
                     SmtpSecurity::StartTls => 587,
                     SmtpSecurity::Tls => 465,
                 };
-                let port = u16::try_from(number(
-                    "smtp.port",
-                    &raw.smtp.port,
-                    default_port,
-                    1,
-                    65_535,
-                )?)
-                .unwrap_or(587);
+                let port = u16::try_from(number("smtp.port", &raw.smtp.port, default_port, 1, 65_535)?).unwrap_or(587);
                 let credentials = match (&raw.smtp.username.0, &raw.smtp.password.0) {
                     (Some(user), Some(password)) => Some((user.clone(), password.clone())),
                     (None, None) => None,
@@ -554,18 +478,17 @@ impl Config {
             ));
         }
 
-        let oidc_allow_private_targets =
-            match raw.oidc.allow_private_targets.0.as_deref().map(str::trim) {
-                None | Some("") | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    return Err(fail(
-                        "oidc.allow_private_targets",
-                        Some(other),
-                        "expected true or false".into(),
-                    ));
-                }
-            };
+        let oidc_allow_private_targets = match raw.oidc.allow_private_targets.0.as_deref().map(str::trim) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(fail(
+                    "oidc.allow_private_targets",
+                    Some(other),
+                    "expected true or false".into(),
+                ));
+            }
+        };
 
         Ok(Config {
             oidc_allow_private_targets,
@@ -657,10 +580,8 @@ impl RawConfig {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(
-            Env::prefixed(ENV_PREFIX)
-                .filter_map(|key| env_key(key.as_str()).map(Uncased::from_owned)),
-        );
+        figment =
+            figment.merge(Env::prefixed(ENV_PREFIX).filter_map(|key| env_key(key.as_str()).map(Uncased::from_owned)));
         figment.extract::<RawConfig>().map_err(|err| {
             let key = err.path.join(".");
             let origin = err
@@ -668,11 +589,7 @@ impl RawConfig {
                 .as_ref()
                 .map_or_else(|| "configuration".to_owned(), |m| m.name.to_string());
             ConfigError {
-                key: if key.is_empty() {
-                    "(top level)".into()
-                } else {
-                    key
-                },
+                key: if key.is_empty() { "(top level)".into() } else { key },
                 value: None,
                 reason: err.kind.to_string(),
                 origin,
@@ -704,10 +621,7 @@ fn origin_of(key: &str, sources: &Sources) -> String {
     if key == "data_dir" && sources.data_dir.is_some() {
         return "--data-dir".into();
     }
-    let long = format!(
-        "{ENV_PREFIX}{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    );
+    let long = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
     let short = SHORT_VARIABLES
         .iter()
         .find(|(_, k)| *k == key)
@@ -772,8 +686,7 @@ mod tests {
 
     #[test]
     fn names_the_key_and_value_that_is_wrong() {
-        let err =
-            Config::from_raw(&raw("[api]\naddr = \"nonsense\""), &Sources::default()).unwrap_err();
+        let err = Config::from_raw(&raw("[api]\naddr = \"nonsense\""), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "api.addr");
         assert_eq!(err.value.as_deref(), Some("nonsense"));
         assert!(
@@ -782,23 +695,14 @@ mod tests {
             "{err}"
         );
 
-        let err = Config::from_raw(
-            &raw("[http]\nrequest_timeout = \"soon\""),
-            &Sources::default(),
-        )
-        .unwrap_err();
+        let err = Config::from_raw(&raw("[http]\nrequest_timeout = \"soon\""), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "http.request_timeout");
-        let err =
-            Config::from_raw(&raw("[http]\nmax_body_bytes = 12"), &Sources::default()).unwrap_err();
+        let err = Config::from_raw(&raw("[http]\nmax_body_bytes = 12"), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "http.max_body_bytes");
-        let err =
-            Config::from_raw(&raw("[log]\nformat = \"xml\""), &Sources::default()).unwrap_err();
+        let err = Config::from_raw(&raw("[log]\nformat = \"xml\""), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "log.format");
-        let err = Config::from_raw(
-            &raw("[database]\nurl = \"mysql://u:secret@h/db\""),
-            &Sources::default(),
-        )
-        .unwrap_err();
+        let err =
+            Config::from_raw(&raw("[database]\nurl = \"mysql://u:secret@h/db\""), &Sources::default()).unwrap_err();
         assert_eq!(
             err.value.as_deref(),
             Some("mysql://u:***@h/db"),
@@ -808,14 +712,9 @@ mod tests {
 
     #[test]
     fn numbers_and_text_are_accepted_alike() {
-        let config = Config::from_raw(
-            &raw("[http]\nmax_body_bytes = \"2048\""),
-            &Sources::default(),
-        )
-        .unwrap();
+        let config = Config::from_raw(&raw("[http]\nmax_body_bytes = \"2048\""), &Sources::default()).unwrap();
         assert_eq!(config.http.max_body_bytes, 2048);
-        let config =
-            Config::from_raw(&raw("[http]\nmax_body_bytes = 4096"), &Sources::default()).unwrap();
+        let config = Config::from_raw(&raw("[http]\nmax_body_bytes = 4096"), &Sources::default()).unwrap();
         assert_eq!(config.http.max_body_bytes, 4096);
     }
 
@@ -830,11 +729,7 @@ mod tests {
 
     #[test]
     fn bootstrap_admin_needs_both_halves_and_a_good_password() {
-        let err = Config::from_raw(
-            &raw("[bootstrap]\nadmin_email = \"a@x.com\""),
-            &Sources::default(),
-        )
-        .unwrap_err();
+        let err = Config::from_raw(&raw("[bootstrap]\nadmin_email = \"a@x.com\""), &Sources::default()).unwrap_err();
         assert_eq!(err.key, "bootstrap.admin_password");
         let err = Config::from_raw(
             &raw("[bootstrap]\nadmin_email = \"a@x.com\"\nadmin_password = \"short\""),
@@ -849,10 +744,7 @@ mod tests {
     fn environment_names_map_to_keys() {
         assert_eq!(env_key("API__ADDR").as_deref(), Some("api.addr"));
         assert_eq!(env_key("DATABASE_URL").as_deref(), Some("database.url"));
-        assert_eq!(
-            env_key("ADMIN_EMAIL").as_deref(),
-            Some("bootstrap.admin_email")
-        );
+        assert_eq!(env_key("ADMIN_EMAIL").as_deref(), Some("bootstrap.admin_email"));
         assert_eq!(env_key("LOG").as_deref(), Some("log.level"));
         assert_eq!(env_key("CONFIG"), None);
         assert_eq!(env_key("SURPRISE").as_deref(), Some("surprise"));
@@ -860,14 +752,8 @@ mod tests {
 
     #[test]
     fn masks_url_passwords() {
-        assert_eq!(
-            mask_url("postgres://u:p@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(mask_url("postgres://u:p@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            mask_url("sqlite://./data/veloflux.db"),
-            "sqlite://./data/veloflux.db"
-        );
+        assert_eq!(mask_url("sqlite://./data/veloflux.db"), "sqlite://./data/veloflux.db");
     }
 }

@@ -8,13 +8,11 @@ use crate::config::{Config, LogFormat};
 /// `log.level`. JSON lines carry the fields of the current span (the request id).
 pub(crate) fn init(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = config
-        .log_format
-        .unwrap_or(if std::io::stderr().is_terminal() {
-            LogFormat::Pretty
-        } else {
-            LogFormat::Json
-        });
+    let format = config.log_format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -37,19 +37,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         ("admin", config.admin_addr),
         ("metrics", config.metrics_addr),
     ] {
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}"))
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}")))?;
         let bound = listener
             .local_addr()
             .map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
         info!(name = %name, addr = %bound, "listening");
         listeners.push((name, bound, listener));
     }
-    let addresses: BTreeMap<&'static str, SocketAddr> = listeners
-        .iter()
-        .map(|(name, addr, _)| (*name, *addr))
-        .collect();
+    let addresses: BTreeMap<&'static str, SocketAddr> =
+        listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let system = System::new(
@@ -65,8 +63,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     // answers and `/ready` says 503); then the full application is swapped in.
     let (starting, _) = veloflux_api::system::router(system.clone()).split_for_parts();
     let api_app = Arc::new(RwLock::new(finish(starting)));
-    let (admin, _) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked()))
-        .split_for_parts();
+    let (admin, _) = veloflux_api::admin::router(AdminState::new(system.clone(), config.masked())).split_for_parts();
     let (metrics_router, _) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
     let apps = [
         ("api", switchable(&api_app)),
@@ -91,10 +88,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     }
 
     match prepare(&config, &store, &system).await {
-        Ok(app) => {
-            *api_app
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = finish(app)
+        Ok((app, layers)) => {
+            *api_app.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                veloflux_api::finish_with(app, metrics.clone(), config.http, layers);
         }
         Err(failure) => {
             error!(error = %failure.message, "start-up failed");
@@ -141,17 +137,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 fn switchable(slot: &Arc<RwLock<Router>>) -> Router {
     let slot = Arc::clone(slot);
     Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
-        let router = slot
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let router = slot.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         router.oneshot(request)
     }))
 }
 
+/// The API listener's own layers: authentication, CORS, rate limits.
+type ApiLayers = Box<dyn FnOnce(Router) -> Router + Send>;
+
 /// Everything that must be true before the server reports ready; returns the full API
-/// router.
-async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Router, Failure> {
+/// router and its layers.
+async fn prepare(config: &Config, store: &Store, system: &System) -> Result<(Router, ApiLayers), Failure> {
     let applied = store
         .migrate()
         .await
@@ -167,26 +163,17 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
             .await
             .map_err(|e| Failure::runtime(chain(&e)))?;
         if admins == 0 {
-            let user =
-                veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
-                    .await
-                    .map_err(|e| {
-                        Failure::runtime(format!(
-                            "cannot create the bootstrap admin: {}",
-                            chain(&e)
-                        ))
-                    })?;
+            let user = veloflux_identity::create_platform_admin(store, email.clone(), password.clone())
+                .await
+                .map_err(|e| Failure::runtime(format!("cannot create the bootstrap admin: {}", chain(&e))))?;
             info!(user_id = %user.id, email = %user.email, "created the bootstrap platform admin");
         }
     }
 
     let secret = Arc::new(secret_key(config)?);
-    let tokens =
-        veloflux_identity::load_tokens(store.clone(), Arc::clone(&secret), config.tokens.clone())
-            .await
-            .map_err(|e| {
-                Failure::runtime(format!("cannot load the token signing keys: {}", chain(&e)))
-            })?;
+    let tokens = veloflux_identity::load_tokens(store.clone(), Arc::clone(&secret), config.tokens.clone())
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot load the token signing keys: {}", chain(&e))))?;
     let mailer = match &config.smtp {
         Some(smtp) => Mailer::smtp(smtp, &config.mail_from),
         None => Mailer::outbox(config.data_dir.join("outbox"), &config.mail_from),
@@ -216,8 +203,7 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
     let (_, admin_doc) =
-        veloflux_api::admin::router(AdminState::new(system.clone(), serde_json::Value::Null))
-            .split_for_parts();
+        veloflux_api::admin::router(AdminState::new(system.clone(), serde_json::Value::Null)).split_for_parts();
     let (_, metrics_doc) = veloflux_api::admin::metrics_router(system.clone()).split_for_parts();
     let mut doc = api_doc;
     doc.merge(admin_doc);
@@ -225,12 +211,17 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<Rout
     let _ = document.set(serde_json::to_string(&openapi::finish(doc)).unwrap_or_default());
 
     let authenticator: Arc<dyn veloflux_api::Authenticator> = tokens;
-    Ok(api
-        .layer(axum::middleware::from_fn_with_state(
-            limiter,
-            veloflux_api::ratelimit::per_token,
-        ))
-        .layer(axum::Extension(AuthenticatorHandle(authenticator))))
+    let cors = veloflux_api::cors::CorsPolicy::new(config.cors_allowed_origins.clone(), store.clone());
+    let layers: ApiLayers = Box::new(move |router: Router| {
+        router
+            .layer(axum::middleware::from_fn_with_state(
+                limiter,
+                veloflux_api::ratelimit::per_token,
+            ))
+            .layer(axum::middleware::from_fn_with_state(cors, veloflux_api::cors::cors))
+            .layer(axum::Extension(AuthenticatorHandle(authenticator)))
+    });
+    Ok((api, layers))
 }
 
 /// The platform secret key: configured, or kept in the data directory (created on first
@@ -241,8 +232,7 @@ fn secret_key(config: &Config) -> Result<SecretKey, Failure> {
             .map_err(|e| Failure::usage(format!("invalid configuration: secrets.key: {e}")));
     }
     let file = config.data_dir.join("keys").join("secret.key");
-    let (key, origin) =
-        SecretKey::load_or_generate(&file).map_err(|e| Failure::runtime(e.to_string()))?;
+    let (key, origin) = SecretKey::load_or_generate(&file).map_err(|e| Failure::runtime(e.to_string()))?;
     if origin == KeyOrigin::Generated {
         warn!(file = %file.display(), "generated a new secret key for data at rest; back it up, or set VELOFLUX_SECRET_KEY");
     }

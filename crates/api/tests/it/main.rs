@@ -27,10 +27,7 @@ async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value, Strin
         .await
         .unwrap();
     let status = response.status();
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (
         status,

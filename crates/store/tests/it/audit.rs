@@ -17,23 +17,11 @@ async fn audit_entries_are_kept_per_tenant_in_order(store: Store) {
         ip: Some("127.0.0.1".into()),
         details: json!({"n": 1}),
     };
-    let first = store
-        .record_audit(&entry(a.id, "auth.login"))
-        .await
-        .unwrap();
-    store
-        .record_audit(&entry(b.id, "auth.login"))
-        .await
-        .unwrap();
-    store
-        .record_audit(&entry(a.id, "auth.login_failed"))
-        .await
-        .unwrap();
+    let first = store.record_audit(&entry(a.id, "auth.login")).await.unwrap();
+    store.record_audit(&entry(b.id, "auth.login")).await.unwrap();
+    store.record_audit(&entry(a.id, "auth.login_failed")).await.unwrap();
 
-    let page = store
-        .audit_log(Some(a.id), &PageRequest::default())
-        .await
-        .unwrap();
+    let page = store.audit_log(Some(a.id), &PageRequest::default()).await.unwrap();
     let actions: Vec<&str> = page.items.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["auth.login", "auth.login_failed"]);
     assert_eq!(page.items[0], first);

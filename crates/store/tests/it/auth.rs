@@ -16,7 +16,10 @@ conformance!(
 );
 
 async fn owner(store: &Store) -> (UserId, TenantId) {
-    let (user, tenant) = store.create_user_with_tenant(&new_user("o@x.com"), &new_tenant("T")).await.unwrap();
+    let (user, tenant) = store
+        .create_user_with_tenant(&new_user("o@x.com"), &new_tenant("T"))
+        .await
+        .unwrap();
     (user.id, tenant.id)
 }
 
@@ -31,26 +34,40 @@ async fn refresh_tokens_are_single_use_and_replays_are_reported(store: Store) {
     };
     let later = Utc::now() + Duration::hours(1);
     store.insert_refresh_token(&token("h1", "f1", later)).await.unwrap();
-    assert!(matches!(store.use_refresh_token("h1").await.unwrap(), RefreshUse::Fresh(row) if row.family_id == "f1" && row.user_id == user));
+    assert!(
+        matches!(store.use_refresh_token("h1").await.unwrap(), RefreshUse::Fresh(row) if row.family_id == "f1" && row.user_id == user)
+    );
     assert!(matches!(store.use_refresh_token("h1").await.unwrap(), RefreshUse::Reused(row) if row.family_id == "f1"));
     assert_eq!(store.use_refresh_token("nope").await.unwrap(), RefreshUse::Unknown);
-    store.insert_refresh_token(&token("h2", "f2", Utc::now() - Duration::seconds(1))).await.unwrap();
+    store
+        .insert_refresh_token(&token("h2", "f2", Utc::now() - Duration::seconds(1)))
+        .await
+        .unwrap();
     assert_eq!(store.use_refresh_token("h2").await.unwrap(), RefreshUse::Expired);
 
     store.insert_refresh_token(&token("h3", "f1", later)).await.unwrap();
     assert!(!store.is_refresh_family_revoked("f1").await.unwrap());
     assert_eq!(store.revoke_refresh_family("f1").await.unwrap(), 2);
     assert!(store.is_refresh_family_revoked("f1").await.unwrap());
-    assert!(matches!(store.use_refresh_token("h3").await.unwrap(), RefreshUse::Reused(_)));
+    assert!(matches!(
+        store.use_refresh_token("h3").await.unwrap(),
+        RefreshUse::Reused(_)
+    ));
     assert_eq!(store.refresh_token("h3").await.unwrap(), None);
 }
 
 async fn magic_links_work_once_before_expiry(store: Store) {
     let (user, _) = owner(&store).await;
-    store.insert_magic_link("m1", user, Utc::now() + Duration::minutes(15)).await.unwrap();
+    store
+        .insert_magic_link("m1", user, Utc::now() + Duration::minutes(15))
+        .await
+        .unwrap();
     assert_eq!(store.use_magic_link("m1").await.unwrap(), Some(user));
     assert_eq!(store.use_magic_link("m1").await.unwrap(), None);
-    store.insert_magic_link("m2", user, Utc::now() - Duration::seconds(1)).await.unwrap();
+    store
+        .insert_magic_link("m2", user, Utc::now() - Duration::seconds(1))
+        .await
+        .unwrap();
     assert_eq!(store.use_magic_link("m2").await.unwrap(), None);
 }
 
@@ -98,13 +115,33 @@ async fn oidc_rows_round_trip_and_logins_are_taken_once(store: Store) {
         updated_at: chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap(),
     };
     store.put_tenant_oidc(&config).await.unwrap();
-    store.put_tenant_oidc(&OidcConfigRow { client_id: "cid2".into(), ..config.clone() }).await.unwrap();
-    assert_eq!(store.tenant_oidc(tenant).await.unwrap(), Some(OidcConfigRow { client_id: "cid2".into(), ..config }));
+    store
+        .put_tenant_oidc(&OidcConfigRow {
+            client_id: "cid2".into(),
+            ..config.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.tenant_oidc(tenant).await.unwrap(),
+        Some(OidcConfigRow {
+            client_id: "cid2".into(),
+            ..config
+        })
+    );
     assert_eq!(store.tenant_oidc(TenantId::new()).await.unwrap(), None);
 
-    let login = OidcLoginRow { tenant_id: tenant, nonce: "n".into(), code_verifier: "v".into(), expires_at: Utc::now() + Duration::minutes(10) };
+    let login = OidcLoginRow {
+        tenant_id: tenant,
+        nonce: "n".into(),
+        code_verifier: "v".into(),
+        expires_at: Utc::now() + Duration::minutes(10),
+    };
     store.insert_oidc_login("state-1", &login).await.unwrap();
-    assert_eq!(store.take_oidc_login("state-1").await.unwrap().map(|l| l.nonce), Some("n".into()));
+    assert_eq!(
+        store.take_oidc_login("state-1").await.unwrap().map(|l| l.nonce),
+        Some("n".into())
+    );
     assert_eq!(store.take_oidc_login("state-1").await.unwrap(), None);
 
     assert_eq!(store.user_by_identity("https://idp", "sub").await.unwrap(), None);
@@ -128,8 +165,18 @@ async fn usage_is_summed_per_tenant(store: Store) {
         bytes_out: requests * 100,
         status_classes: [requests, 0, 0, 0],
     };
-    store.record_usage(&[event(tenant, 5), event(tenant, 7), event(other, 100)]).await.unwrap();
+    store
+        .record_usage(&[event(tenant, 5), event(tenant, 7), event(other, 100)])
+        .await
+        .unwrap();
     let totals = store.tenant_usage(tenant, since).await.unwrap();
     assert_eq!((totals.requests, totals.bytes_in, totals.bytes_out), (12, 120, 1200));
-    assert_eq!(store.tenant_usage(tenant, Utc::now() + Duration::days(1)).await.unwrap().requests, 0);
+    assert_eq!(
+        store
+            .tenant_usage(tenant, Utc::now() + Duration::days(1))
+            .await
+            .unwrap()
+            .requests,
+        0
+    );
 }

@@ -6,11 +6,7 @@ conformance!(migrations_are_idempotent, ping_answers);
 
 async fn migrations_are_idempotent(store: Store) {
     assert!(store.is_migrated().await.unwrap());
-    assert_eq!(
-        store.migrate().await.unwrap(),
-        0,
-        "a second run applies nothing"
-    );
+    assert_eq!(store.migrate().await.unwrap(), 0, "a second run applies nothing");
     assert!(store.is_migrated().await.unwrap());
 }
 

@@ -21,10 +21,7 @@ pub(crate) fn new_tenant(name: &str) -> NewTenant {
 }
 
 async fn creates_and_reads_a_tenant(store: Store) {
-    let created = store
-        .create_tenant(&new_tenant("Nova Empresa"))
-        .await
-        .unwrap();
+    let created = store.create_tenant(&new_tenant("Nova Empresa")).await.unwrap();
     assert_eq!(created.name, "Nova Empresa");
     assert_eq!(created.plan, Plan::Professional);
     assert_eq!(created.status, TenantStatus::Active);
@@ -71,19 +68,14 @@ async fn updates_merge_settings_and_keep_other_fields(store: Store) {
         .unwrap();
     assert_eq!(updated.settings, json!({"max_requests_per_month": 500_000}));
 
-    let missing = store
-        .update_tenant(TenantId::new(), &TenantUpdate::default())
-        .await;
+    let missing = store.update_tenant(TenantId::new(), &TenantUpdate::default()).await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
 }
 
 async fn deletes_tenants_and_reports_missing_ones(store: Store) {
     let created = store.create_tenant(&new_tenant("Gone")).await.unwrap();
     store.delete_tenant(created.id).await.unwrap();
-    assert!(matches!(
-        store.tenant(created.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.tenant(created.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
         store.delete_tenant(created.id).await,
         Err(StoreError::NotFound)
@@ -93,13 +85,7 @@ async fn deletes_tenants_and_reports_missing_ones(store: Store) {
 async fn lists_tenants_in_pages(store: Store) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(
-            store
-                .create_tenant(&new_tenant(&format!("T{i}")))
-                .await
-                .unwrap()
-                .id,
-        );
+        ids.push(store.create_tenant(&new_tenant(&format!("T{i}"))).await.unwrap().id);
     }
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -128,12 +114,7 @@ async fn the_default_tenant_is_created_once(store: Store) {
     assert_eq!(first, second);
     assert_eq!(store.tenant(first).await.unwrap().name, "default");
     assert_eq!(
-        store
-            .list_tenants(&PageRequest::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
+        store.list_tenants(&PageRequest::default()).await.unwrap().items.len(),
         1
     );
 }

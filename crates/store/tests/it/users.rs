@@ -29,10 +29,7 @@ async fn creating_a_user_with_a_tenant_makes_them_its_owner(store: Store) {
         .unwrap();
     assert_eq!(user.email.as_str(), "maria@exemplo.com");
     assert_eq!(tenant.user_count, 1);
-    assert_eq!(
-        store.role_in(tenant.id, user.id).await.unwrap(),
-        Some(Role::Owner)
-    );
+    assert_eq!(store.role_in(tenant.id, user.id).await.unwrap(), Some(Role::Owner));
     let memberships = store.memberships(user.id).await.unwrap();
     assert_eq!(memberships.len(), 1);
     assert_eq!(memberships[0].tenant_id, tenant.id);
@@ -55,10 +52,7 @@ async fn duplicate_emails_conflict_and_roll_back_the_tenant(store: Store) {
     let again = store
         .create_user_with_tenant(&new_user("A@Exemplo.com"), &new_tenant("B"))
         .await;
-    assert!(
-        matches!(again, Err(StoreError::Conflict { .. })),
-        "{again:?}"
-    );
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
     let tenants = store.list_tenants(&PageRequest::default()).await.unwrap();
     assert_eq!(tenants.items.len(), 1, "the second tenant was rolled back");
 }
@@ -77,20 +71,11 @@ async fn tenant_users_lists_only_that_tenants_members(store: Store) {
         .await
         .unwrap();
 
-    let page = store
-        .tenant_users(tenant_a.id, &PageRequest::default())
-        .await
-        .unwrap();
+    let page = store.tenant_users(tenant_a.id, &PageRequest::default()).await.unwrap();
     let listed: Vec<(UserId, Role)> = page.items.iter().map(|(u, r)| (u.id, *r)).collect();
-    assert_eq!(
-        listed,
-        vec![(owner_a.id, Role::Owner), (viewer.id, Role::Viewer)]
-    );
+    assert_eq!(listed, vec![(owner_a.id, Role::Owner), (viewer.id, Role::Viewer)]);
 
-    let page = store
-        .tenant_users(tenant_b.id, &PageRequest::default())
-        .await
-        .unwrap();
+    let page = store.tenant_users(tenant_b.id, &PageRequest::default()).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(store.role_in(tenant_b.id, viewer.id).await.unwrap(), None);
     assert_eq!(store.tenant(tenant_a.id).await.unwrap().user_count, 2);
@@ -102,10 +87,7 @@ async fn joining_a_missing_tenant_fails_without_creating_the_user(store: Store) 
         .await;
     assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
     let email = Email::parse("lost@x.com").unwrap();
-    assert!(matches!(
-        store.user_by_email(&email).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.user_by_email(&email).await, Err(StoreError::NotFound)));
 }
 
 async fn counts_platform_admins_and_records_logins(store: Store) {

@@ -8,21 +8,11 @@ use serde_json::Value;
 /// Each workspace crate and its normal (non-dev) dependencies.
 fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("running cargo metadata");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
     metadata["packages"]
         .as_array()
@@ -61,14 +51,7 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         // The store knows nothing of HTTP or of the crates above it.
         (
             "veloflux-store",
-            &[
-                "axum",
-                "hyper",
-                "veloflux-api",
-                "veloflux-identity",
-                "figment",
-                "clap",
-            ],
+            &["axum", "hyper", "veloflux-api", "veloflux-identity", "figment", "clap"],
         ),
         // The shared API layer never depends on a feature crate.
         ("veloflux-api", &["veloflux-identity", "figment", "clap"]),

@@ -43,9 +43,7 @@ fn an_invalid_value_stops_serve_with_code_two_naming_the_key() {
     assert_eq!(output.status.code(), Some(2));
     let text = stderr(&output);
     assert!(
-        text.contains("api.addr")
-            && text.contains("nonsense")
-            && text.contains("VELOFLUX_API_ADDR"),
+        text.contains("api.addr") && text.contains("nonsense") && text.contains("VELOFLUX_API_ADDR"),
         "{text}"
     );
 }
@@ -56,16 +54,9 @@ fn config_check_reports_the_same_error_without_starting() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("api.addr"), "{}", stderr(&output));
 
-    let output = run(
-        &["config", "check"],
-        &[("VELOFLUX_HTTP__REQUEST_TIMEOUT", "later")],
-    );
+    let output = run(&["config", "check"], &[("VELOFLUX_HTTP__REQUEST_TIMEOUT", "later")]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("http.request_timeout"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("http.request_timeout"), "{}", stderr(&output));
 
     let output = run(&["config", "check"], &[("VELOFLUX_NOT_A_KEY", "1")]);
     assert_eq!(output.status.code(), Some(2));
@@ -81,10 +72,7 @@ fn config_check_validates_a_file_and_masks_secrets() {
         "data_dir = \"/var/lib/veloflux\"\n[api]\naddr = \"0.0.0.0:9090\"\n[database]\nurl = \"postgres://vf:hunter22@db:5432/vf\"\n",
     )
     .unwrap();
-    let output = run(
-        &["config", "check", "--config", file.to_str().unwrap()],
-        &[],
-    );
+    let output = run(&["config", "check", "--config", file.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("configuration is valid"), "{text}");
@@ -95,23 +83,13 @@ fn config_check_validates_a_file_and_masks_secrets() {
     assert!(!text.contains("hunter22"));
 
     std::fs::write(&file, "[api]\nport = 9090\n").unwrap();
-    let output = run(
-        &["config", "check", "--config", file.to_str().unwrap()],
-        &[],
-    );
+    let output = run(&["config", "check", "--config", file.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("port"), "{}", stderr(&output));
 
-    let output = run(
-        &["config", "check", "--config", "/no/such/veloflux.toml"],
-        &[],
-    );
+    let output = run(&["config", "check", "--config", "/no/such/veloflux.toml"], &[]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("no such file"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("no such file"), "{}", stderr(&output));
 }
 
 #[test]
@@ -156,9 +134,7 @@ fn migrate_and_admin_create_work_on_a_fresh_data_directory() {
     ];
     let output = run(&create, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("created platform admin root@exemplo.com")
-    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("created platform admin root@exemplo.com"));
 
     let output = run(&create, &[]);
     assert_eq!(
@@ -182,9 +158,5 @@ fn migrate_and_admin_create_work_on_a_fresh_data_directory() {
         &[],
     );
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--password"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("--password"), "{}", stderr(&output));
 }

@@ -9,10 +9,7 @@ use crate::harness::{Server, client};
 /// Checks the envelope of an error response and returns its body.
 async fn error_body(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status);
-    let header = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let header = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["x-frame-options"], "DENY");
@@ -53,10 +50,7 @@ async fn every_error_status_uses_the_standard_body() {
 
     // 404: unknown route.
     let body = error_body(
-        http.get(server.url("api", "/api/nothing-here"))
-            .send()
-            .await
-            .unwrap(),
+        http.get(server.url("api", "/api/nothing-here")).send().await.unwrap(),
         404,
         "NOT_FOUND",
     )
@@ -65,10 +59,7 @@ async fn every_error_status_uses_the_standard_body() {
 
     // 405: known route, wrong method.
     error_body(
-        http.delete(server.url("api", "/health"))
-            .send()
-            .await
-            .unwrap(),
+        http.delete(server.url("api", "/health")).send().await.unwrap(),
         405,
         "METHOD_NOT_ALLOWED",
     )
@@ -109,11 +100,7 @@ async fn every_error_status_uses_the_standard_body() {
         json!({"field": "password", "constraint": "min_length"})
     );
     let body = error_body(
-        http.post(&register)
-            .json(&json!({"email": 5}))
-            .send()
-            .await
-            .unwrap(),
+        http.post(&register).json(&json!({"email": 5})).send().await.unwrap(),
         422,
         "VALIDATION_ERROR",
     )
@@ -122,19 +109,13 @@ async fn every_error_status_uses_the_standard_body() {
 
     // The error responses are the seed's on the other listeners too.
     error_body(
-        http.get(server.url("admin", "/nothing"))
-            .send()
-            .await
-            .unwrap(),
+        http.get(server.url("admin", "/nothing")).send().await.unwrap(),
         404,
         "NOT_FOUND",
     )
     .await;
     error_body(
-        http.get(server.url("metrics", "/nothing"))
-            .send()
-            .await
-            .unwrap(),
+        http.get(server.url("metrics", "/nothing")).send().await.unwrap(),
         404,
         "NOT_FOUND",
     )
@@ -152,10 +133,7 @@ async fn a_client_request_id_is_echoed_and_a_hostile_one_replaced() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.headers()["x-request-id"],
-        "id-requisicao-unico-123"
-    );
+    assert_eq!(response.headers()["x-request-id"], "id-requisicao-unico-123");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["request_id"], "id-requisicao-unico-123");
 
@@ -176,14 +154,10 @@ async fn an_internal_failure_is_a_500_that_leaks_nothing() {
     let server = Server::start(&data);
 
     // Break the database under the running server: the table registrations write to is gone.
-    let mut db =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}/veloflux.db", data.display()))
-            .await
-            .unwrap();
-    sqlx::query("DROP TABLE memberships")
-        .execute(&mut db)
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}/veloflux.db", data.display()))
         .await
         .unwrap();
+    sqlx::query("DROP TABLE memberships").execute(&mut db).await.unwrap();
     db.close().await.unwrap();
 
     let response = client()
@@ -192,10 +166,7 @@ async fn an_internal_failure_is_a_500_that_leaks_nothing() {
         .send()
         .await
         .unwrap();
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body = error_body(response, 500, "INTERNAL_ERROR").await;
     assert_eq!(body["message"], "internal server error");
     assert!(body.get("details").is_none(), "{body}");
@@ -206,8 +177,5 @@ async fn an_internal_failure_is_a_500_that_leaks_nothing() {
     );
     // The cause is in the log, once, with the request id.
     let line = server.wait_for_log("request failed");
-    assert!(
-        line.contains(&request_id) && line.contains("memberships"),
-        "{line}"
-    );
+    assert!(line.contains(&request_id) && line.contains("memberships"), "{line}");
 }

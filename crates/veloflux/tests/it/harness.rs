@@ -108,16 +108,12 @@ impl Server {
                         _ => {}
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "server not ready in {START_TIMEOUT:?}; log:\n{}",
-                    self.log_text()
-                ),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("server not ready in {START_TIMEOUT:?}; log:\n{}", self.log_text())
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().ok();
-                    panic!(
-                        "server exited ({status:?}) before ready; log:\n{}",
-                        self.log_text()
-                    );
+                    panic!("server exited ({status:?}) before ready; log:\n{}", self.log_text());
                 }
             }
         }
@@ -137,13 +133,7 @@ impl Server {
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(line) = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
+            if let Some(line) = self.logs.lock().unwrap().iter().find(|l| l.contains(needle)) {
                 return line.clone();
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -209,7 +199,8 @@ pub struct Session {
 impl Server {
     /// Registers an account (owning a new tenant) and signs it in.
     pub async fn sign_up(&self, email: &str) -> Session {
-        let body = serde_json::json!({"email": email, "password": "senha_segura", "first_name": "Test", "last_name": "User"});
+        let body =
+            serde_json::json!({"email": email, "password": "senha_segura", "first_name": "Test", "last_name": "User"});
         let response = client()
             .post(self.url("api", "/auth/register"))
             .json(&body)

@@ -16,10 +16,7 @@ async fn json_of(response: reqwest::Response) -> (u16, Value) {
 #[tokio::test]
 async fn the_seed_client_flow_renews_an_expired_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &[("VELOFLUX_AUTH__ACCESS_TOKEN_TTL", "1s")],
-    );
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_AUTH__ACCESS_TOKEN_TTL", "1s")]);
     server.sign_up("joao@exemplo.com").await;
     let http = client();
 
@@ -114,10 +111,7 @@ async fn refresh_tokens_rotate_and_a_replay_revokes_the_session() {
     assert_eq!(status, 401);
     assert_eq!(body["code"], "INVALID_TOKEN");
     let (status, _) = refresh(next_refresh).await;
-    assert_eq!(
-        status, 401,
-        "the rotated token belongs to the revoked family"
-    );
+    assert_eq!(status, 401, "the rotated token belongs to the revoked family");
     let (status, body) = json_of(
         http.get(server.url("api", "/api/profile"))
             .bearer_auth(first["token"].as_str().unwrap())
@@ -126,15 +120,10 @@ async fn refresh_tokens_rotate_and_a_replay_revokes_the_session() {
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        status, 401,
-        "access tokens of a revoked session stop working: {body}"
-    );
+    assert_eq!(status, 401, "access tokens of a revoked session stop working: {body}");
 
     // The reuse is a security event in the audit log.
-    let admin = server
-        .sign_in("root@exemplo.com", "root-password-1", None)
-        .await;
+    let admin = server.sign_in("root@exemplo.com", "root-password-1", None).await;
     let (_, logs) = json_of(
         http.get(server.url("api", "/api/admin/logs"))
             .bearer_auth(&admin.token)
@@ -158,9 +147,7 @@ async fn logout_ends_the_session_for_both_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let session = server.sign_up("bia@exemplo.com").await;
-    let other = server
-        .sign_in("bia@exemplo.com", "senha_segura", None)
-        .await;
+    let other = server.sign_in("bia@exemplo.com", "senha_segura", None).await;
     let http = client();
     let (status, body) = json_of(
         http.get(server.url("api", "/api/auth/logout"))
@@ -234,23 +221,9 @@ async fn tampered_forged_and_missing_tokens_are_invalid() {
     let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(claims["iss"], "veloflux");
     claims["pa"] = json!(true);
-    let tampered = format!(
-        "{}.{}.{}",
-        parts[0],
-        engine.encode(claims.to_string()),
-        parts[2]
-    );
-    let unsigned = format!(
-        "{}.{}.",
-        engine.encode(r#"{"alg":"none","typ":"JWT"}"#),
-        parts[1]
-    );
-    for token in [
-        tampered.as_str(),
-        unsigned.as_str(),
-        "garbage",
-        &session.refresh_token,
-    ] {
+    let tampered = format!("{}.{}.{}", parts[0], engine.encode(claims.to_string()), parts[2]);
+    let unsigned = format!("{}.{}.", engine.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    for token in [tampered.as_str(), unsigned.as_str(), "garbage", &session.refresh_token] {
         let (status, body) = json_of(
             http.get(server.url("api", "/api/profile"))
                 .bearer_auth(token)
@@ -259,23 +232,10 @@ async fn tampered_forged_and_missing_tokens_are_invalid() {
                 .unwrap(),
         )
         .await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (401, Some("INVALID_TOKEN")),
-            "{token}"
-        );
+        assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")), "{token}");
     }
-    let (status, body) = json_of(
-        http.get(server.url("api", "/api/profile"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("INVALID_TOKEN"))
-    );
+    let (status, body) = json_of(http.get(server.url("api", "/api/profile")).send().await.unwrap()).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")));
 }
 
 #[tokio::test]
@@ -283,9 +243,7 @@ async fn rotating_keys_logs_nobody_out() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let user = server.sign_up("dora@exemplo.com").await;
-    let admin = server
-        .sign_in("root@exemplo.com", "root-password-1", None)
-        .await;
+    let admin = server.sign_in("root@exemplo.com", "root-password-1", None).await;
     let http = client();
     let kid_of = |token: &str| -> String {
         use base64::Engine as _;
@@ -329,9 +287,7 @@ async fn rotating_keys_logs_nobody_out() {
     )
     .await;
     assert_eq!(status, 200, "a token signed by the retired key still works");
-    let fresh = server
-        .sign_in("dora@exemplo.com", "senha_segura", None)
-        .await;
+    let fresh = server.sign_in("dora@exemplo.com", "senha_segura", None).await;
     assert_eq!(kid_of(&fresh.token), new_kid);
     let (_, jwks) = json_of(
         http.get(server.url("api", "/.well-known/jwks.json"))
@@ -389,10 +345,7 @@ async fn repeated_failures_lock_the_account_whether_or_not_it_exists() {
     for email in ["eva@exemplo.com", "ghost@exemplo.com"] {
         for _ in 0..3 {
             let (status, body, _) = attempt(email, "wrong-password").await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (401, Some("AUTHENTICATION_FAILED"))
-            );
+            assert_eq!((status, body["code"].as_str()), (401, Some("AUTHENTICATION_FAILED")));
             assert_eq!(
                 body["message"], "invalid email or password",
                 "the same answer for unknown accounts"
@@ -411,10 +364,7 @@ async fn repeated_failures_lock_the_account_whether_or_not_it_exists() {
 #[tokio::test]
 async fn api_requests_are_limited_per_token_by_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &[("VELOFLUX_RATE_LIMITS__FREE", "3")],
-    );
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_RATE_LIMITS__FREE", "3")]);
     let session = server.sign_up("gil@exemplo.com").await;
     let http = client();
     let mut remaining = Vec::new();
@@ -437,12 +387,7 @@ async fn api_requests_are_limited_per_token_by_plan() {
                 % 3600
                 == 0
         );
-        remaining.push(
-            response.headers()["x-ratelimit-remaining"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
+        remaining.push(response.headers()["x-ratelimit-remaining"].to_str().unwrap().to_owned());
     }
     assert_eq!(remaining, ["2", "1", "0"]);
     let response = http
@@ -452,11 +397,7 @@ async fn api_requests_are_limited_per_token_by_plan() {
         .await
         .unwrap();
     assert_eq!(response.status(), 429);
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&retry));
     let (_, body) = json_of(response).await;
     assert_eq!(body["code"], "RATE_LIMIT_EXCEEDED");
@@ -465,10 +406,7 @@ async fn api_requests_are_limited_per_token_by_plan() {
 #[tokio::test]
 async fn sign_in_routes_have_a_per_ip_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &[("VELOFLUX_RATE_LIMITS__AUTH_PER_IP", "2")],
-    );
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_RATE_LIMITS__AUTH_PER_IP", "2")]);
     let http = client();
     let body = json!({"email": "x@exemplo.com", "password": "whatever-1"});
     for _ in 0..2 {

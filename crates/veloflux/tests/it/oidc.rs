@@ -68,21 +68,13 @@ async fn authorize(State(p): State<Shared>, Query(q): Query<HashMap<String, Stri
     Redirect::to(&format!("{redirect_uri}?code={code}&state={}", q["state"])).into_response()
 }
 
-async fn token(
-    State(p): State<Shared>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn token(State(p): State<Shared>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": "invalid_client"})),
-        )
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
     }
     let Some(pending) = p
         .pending
@@ -90,37 +82,23 @@ async fn token(
         .unwrap()
         .remove(form.get("code").map(String::as_str).unwrap_or(""))
     else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "invalid_grant"})),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
     };
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
     if challenge != pending.challenge || form.get("redirect_uri") != Some(&pending.redirect_uri) {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "invalid_grant"})),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
     }
-    let nonce = p
-        .nonce_override
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or(pending.nonce);
+    let nonce = p.nonce_override.lock().unwrap().clone().unwrap_or(pending.nonce);
     let now = chrono_now();
     let claims = json!({"iss": p.base, "aud": CLIENT_ID, "sub": "provider-user-42", "email": p.email, "email_verified": true,
         "given_name": "Olivia", "family_name": "Idp", "nonce": nonce, "iat": now, "exp": now + 300});
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some("provider-key-1".into());
     let id_token = jsonwebtoken::encode(&header, &claims, &p.key).unwrap();
-    axum::Json(json!({"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
+    axum::Json(json!({"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}))
+        .into_response()
 }
 
 fn chrono_now() -> i64 {
@@ -138,8 +116,7 @@ async fn start_provider(email: &str) -> Shared {
     let addr: SocketAddr = listener.local_addr().unwrap();
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     let point = pair.public_key().as_ref();
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]), "kid": "provider-key-1", "alg": "ES256", "use": "sig"});
@@ -217,10 +194,7 @@ async fn a_tenant_signs_in_through_its_oidc_provider() {
     let config = configure(&server, &provider, &owner.token, &owner.tenant_id).await;
     assert_eq!(config["client_secret"], "***");
     let shown = client()
-        .get(server.url(
-            "api",
-            &format!("/api/tenants/{}/oidc/config", owner.tenant_id),
-        ))
+        .get(server.url("api", &format!("/api/tenants/{}/oidc/config", owner.tenant_id)))
         .bearer_auth(&owner.token)
         .send()
         .await
@@ -232,10 +206,9 @@ async fn a_tenant_signs_in_through_its_oidc_provider() {
         !shown.contains(CLIENT_SECRET) && shown.contains("\"client_secret\":\"***\""),
         "{shown}"
     );
-    let mut db =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}/veloflux.db", data.display()))
-            .await
-            .unwrap();
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}/veloflux.db", data.display()))
+        .await
+        .unwrap();
     let stored: String = sqlx::query_scalar("SELECT client_secret FROM tenant_oidc")
         .fetch_one(&mut db)
         .await
@@ -246,10 +219,7 @@ async fn a_tenant_signs_in_through_its_oidc_provider() {
     );
 
     let test: Value = client()
-        .post(server.url(
-            "api",
-            &format!("/api/tenants/{}/oidc/test", owner.tenant_id),
-        ))
+        .post(server.url("api", &format!("/api/tenants/{}/oidc/test", owner.tenant_id)))
         .bearer_auth(&owner.token)
         .send()
         .await
@@ -304,12 +274,7 @@ async fn a_wrong_state_or_nonce_is_rejected() {
 
     let callback = browser_login(&server, &owner.tenant_id).await;
     let forged = reqwest::Url::parse(&callback).unwrap();
-    let code = forged
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = forged.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let bad_state = server.url(
         "api",
         &format!(
@@ -327,10 +292,7 @@ async fn a_wrong_state_or_nonce_is_rejected() {
     let response = client().get(&callback).send().await.unwrap();
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
-    assert!(
-        body["message"].as_str().unwrap().contains("nonce"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("nonce"), "{body}");
 }
 
 #[tokio::test]
@@ -341,10 +303,7 @@ async fn providers_on_private_addresses_are_refused_by_default() {
     let owner = server.sign_up("owner@empresa.com").await;
     configure(&server, &provider, &owner.token, &owner.tenant_id).await;
     let test: Value = client()
-        .post(server.url(
-            "api",
-            &format!("/api/tenants/{}/oidc/test", owner.tenant_id),
-        ))
+        .post(server.url("api", &format!("/api/tenants/{}/oidc/test", owner.tenant_id)))
         .bearer_auth(&owner.token)
         .send()
         .await
@@ -354,10 +313,7 @@ async fn providers_on_private_addresses_are_refused_by_default() {
         .unwrap();
     assert_eq!(test["success"], false);
     assert!(
-        test["error"]
-            .as_str()
-            .unwrap()
-            .contains("private or loopback"),
+        test["error"].as_str().unwrap().contains("private or loopback"),
         "{test}"
     );
 }

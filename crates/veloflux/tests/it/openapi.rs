@@ -43,10 +43,7 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
                 "{method} {path} documents the error body"
             );
             let concrete = path.replace(['{', '}'], "");
-            let request = http.request(
-                method.to_uppercase().parse().unwrap(),
-                server.url(listener, &concrete),
-            );
+            let request = http.request(method.to_uppercase().parse().unwrap(), server.url(listener, &concrete));
             let request = if matches!(method.as_str(), "post" | "put" | "patch") {
                 request.json(&serde_json::json!({}))
             } else {
@@ -55,11 +52,8 @@ async fn the_document_lists_every_route_and_every_listed_route_answers() {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let unrouted = (status == 404
-                && body["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("no route")))
-                || status == 405;
+            let unrouted =
+                (status == 404 && body["message"].as_str().is_some_and(|m| m.starts_with("no route"))) || status == 405;
             assert!(
                 !unrouted,
                 "{method} {path} is documented but not served on {listener}: {status} {body}"

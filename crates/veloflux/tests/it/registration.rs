@@ -35,16 +35,10 @@ async fn registering_creates_an_owned_tenant_and_audits_it() {
         .unwrap();
     assert_eq!(user.id.to_string(), created["user"]["user_id"]);
     let hash = store.password_hash(user.id).await.unwrap().unwrap();
-    assert!(
-        hash.starts_with("$argon2id$"),
-        "only an argon2id hash is stored"
-    );
+    assert!(hash.starts_with("$argon2id$"), "only an argon2id hash is stored");
     let tenant_id = TenantId::parse(created["user"]["tenant_id"].as_str().unwrap()).unwrap();
     assert_eq!(store.tenant(tenant_id).await.unwrap().name, "Maria Santos");
-    let audit = store
-        .audit_log(Some(tenant_id), &PageRequest::default())
-        .await
-        .unwrap();
+    let audit = store.audit_log(Some(tenant_id), &PageRequest::default()).await.unwrap();
     assert_eq!(audit.items.len(), 1);
     assert_eq!(audit.items[0].action, "user.registered");
     assert_eq!(audit.items[0].ip.as_deref(), Some("127.0.0.1"));

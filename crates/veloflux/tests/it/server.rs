@@ -18,11 +18,7 @@ async fn starts_without_configuration_and_creates_the_data_directory() {
         "the default data directory holds the database"
     );
 
-    let response = client()
-        .get(server.url("api", "/health"))
-        .send()
-        .await
-        .unwrap();
+    let response = client().get(server.url("api", "/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "healthy");
@@ -31,11 +27,7 @@ async fn starts_without_configuration_and_creates_the_data_directory() {
     assert!(health["uptime"].as_str().unwrap().ends_with('s'));
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
 
-    let ready = client()
-        .get(server.url("api", "/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = client().get(server.url("api", "/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
 
@@ -44,15 +36,10 @@ async fn every_listener_binds_port_zero_and_reports_its_address() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     assert_eq!(
-        server
-            .listeners
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
+        server.listeners.keys().map(String::as_str).collect::<Vec<_>>(),
         ["admin", "api", "metrics"]
     );
-    let ports: std::collections::BTreeSet<u16> =
-        server.listeners.values().map(|a| a.port()).collect();
+    let ports: std::collections::BTreeSet<u16> = server.listeners.values().map(|a| a.port()).collect();
     assert_eq!(ports.len(), 3, "three distinct ports");
     assert!(!ports.contains(&0));
 
@@ -109,10 +96,7 @@ async fn metrics_count_requests_by_route_template() {
     for _ in 0..3 {
         http.get(server.url("api", "/health")).send().await.unwrap();
     }
-    http.get(server.url("api", "/no/such/path/123"))
-        .send()
-        .await
-        .unwrap();
+    http.get(server.url("api", "/no/such/path/123")).send().await.unwrap();
     let text = http
         .get(server.url("metrics", "/metrics"))
         .send()
@@ -129,10 +113,7 @@ async fn metrics_count_requests_by_route_template() {
         text.contains(r#"http_requests_total{endpoint="unmatched",method="GET",status="404"} 1"#),
         "{text}"
     );
-    assert!(
-        !text.contains("/no/such/path"),
-        "raw paths never become labels"
-    );
+    assert!(!text.contains("/no/such/path"), "raw paths never become labels");
     assert!(
         text.contains(r#"http_request_duration_seconds_count{endpoint="/health",method="GET"} 3"#),
         "{text}"
@@ -191,11 +172,7 @@ async fn admin_config_shows_the_effective_configuration_with_secrets_masked() {
             ("VELOFLUX_ADMIN_PASSWORD", "s3cret-bootstrap-pw"),
         ],
     );
-    let response = client()
-        .get(server.url("admin", "/admin/config"))
-        .send()
-        .await
-        .unwrap();
+    let response = client().get(server.url("admin", "/admin/config")).send().await.unwrap();
     let text = response.text().await.unwrap();
     assert!(!text.contains("s3cret-bootstrap-pw"), "{text}");
     let config: Value = serde_json::from_str(&text).unwrap();
@@ -208,11 +185,7 @@ async fn admin_config_shows_the_effective_configuration_with_secrets_masked() {
         "the password never reaches the log"
     );
 
-    let not_built = client()
-        .put(server.url("admin", "/admin/config"))
-        .send()
-        .await
-        .unwrap();
+    let not_built = client().put(server.url("admin", "/admin/config")).send().await.unwrap();
     assert_eq!(not_built.status(), 501);
     let body: Value = not_built.json().await.unwrap();
     assert_eq!(body["code"], "NOT_IMPLEMENTED");
@@ -233,8 +206,5 @@ async fn sigterm_stops_the_server_cleanly() {
     );
     let (status, log) = server.terminate();
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(
-        log.contains("received SIGTERM") && log.contains("\"stopped\""),
-        "{log}"
-    );
+    assert!(log.contains("received SIGTERM") && log.contains("\"stopped\""), "{log}");
 }

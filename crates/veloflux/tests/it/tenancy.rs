@@ -5,13 +5,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Server, Session, client};
 
-async fn call(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
+async fn call(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = client()
         .request(method.parse().unwrap(), server.url("api", path))
         .bearer_auth(token);
@@ -25,7 +19,8 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Every (method, path) of the document that is scoped to one tenant.
+/// Every (method, path) of the document that is scoped to one tenant and needs a token
+/// (the OIDC sign-in routes are tenant-scoped but public by nature).
 async fn tenant_routes(server: &Server) -> Vec<(String, String)> {
     let doc: Value = client()
         .get(server.url("api", "/api/openapi.json"))
@@ -40,8 +35,10 @@ async fn tenant_routes(server: &Server) -> Vec<(String, String)> {
         if !path.contains("{tenant_id}") {
             continue;
         }
-        for method in item.as_object().unwrap().keys() {
-            routes.push((method.to_uppercase(), path.clone()));
+        for (method, operation) in item.as_object().unwrap() {
+            if operation.get("security").is_some() {
+                routes.push((method.to_uppercase(), path.clone()));
+            }
         }
     }
     assert!(routes.len() >= 8, "{routes:?}");
@@ -49,8 +46,7 @@ async fn tenant_routes(server: &Server) -> Vec<(String, String)> {
 }
 
 fn concrete(path: &str, tenant: &str, user: &str) -> String {
-    path.replace("{tenant_id}", tenant)
-        .replace("{user_id}", user)
+    path.replace("{tenant_id}", tenant).replace("{user_id}", user)
 }
 
 #[tokio::test]
@@ -67,10 +63,7 @@ async fn another_tenants_routes_answer_403_or_404_and_no_data() {
             "client_id": "c", "client_secret": "s", "redirect_uri": "https://app.example.com/cb"}),
         );
         let (status, response) = call(&server, &method, &url, &alice.token, body).await;
-        assert!(
-            status == 403 || status == 404,
-            "{method} {path}: {status} {response}"
-        );
+        assert!(status == 403 || status == 404, "{method} {path}: {status} {response}");
         let text = response.to_string();
         assert!(
             !text.contains("bob@empresa-b.com") && !text.contains(&bob.user_id),
@@ -134,7 +127,7 @@ async fn a_viewer_gets_403_on_every_write() {
         assert_eq!(status, 403, "{method} {path}: {body}");
         assert_eq!(body["code"], "INSUFFICIENT_PERMISSIONS");
     }
-    assert!(writes >= 5, "{writes}");
+    assert!(writes >= 7, "{writes}");
     for (method, path) in [
         ("GET", "/api/admin/users"),
         ("GET", "/api/admin/stats"),
@@ -149,10 +142,7 @@ async fn a_viewer_gets_403_on_every_write() {
             Some(json!({"email": "a@b.com", "name": "x"})),
         )
         .await;
-        assert_eq!(
-            status, 403,
-            "{method} {path} is for platform administrators"
-        );
+        assert_eq!(status, 403, "{method} {path} is for platform administrators");
     }
 }
 
@@ -216,10 +206,7 @@ async fn owners_manage_members_and_roles_within_the_rules() {
         Some(add("novo@empresa.com", "superuser")),
     )
     .await;
-    assert_eq!(
-        (status, body["details"]["field"].as_str()),
-        (422, Some("role"))
-    );
+    assert_eq!((status, body["details"]["field"].as_str()), (422, Some("role")));
     // The last owner stays.
     let (status, _) = call(
         &server,
@@ -261,10 +248,7 @@ async fn owners_manage_members_and_roles_within_the_rules() {
     let (status, _) = call(&server, "DELETE", &member_path, &owner.token, None).await;
     assert_eq!(status, 204);
     let (status, body) = call(&server, "GET", "/api/profile", &member_session.token, None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("INVALID_TOKEN"))
-    );
+    assert_eq!((status, body["code"].as_str()), (401, Some("INVALID_TOKEN")));
 
     let (_, list) = call(&server, "GET", &users, &owner.token, None).await;
     let roles: Vec<&str> = list["users"]
@@ -277,9 +261,7 @@ async fn owners_manage_members_and_roles_within_the_rules() {
     assert_eq!(admin["email"], "admin@empresa.com");
 
     // Role changes are audited.
-    let root = server
-        .sign_in("root@exemplo.com", "root-password-1", None)
-        .await;
+    let root = server.sign_in("root@exemplo.com", "root-password-1", None).await;
     let (_, logs) = call(
         &server,
         "GET",
@@ -301,10 +283,7 @@ async fn owners_manage_members_and_roles_within_the_rules() {
         "user.role_changed",
         "user.removed",
     ] {
-        assert!(
-            actions.contains(&action),
-            "{action} missing from {actions:?}"
-        );
+        assert!(actions.contains(&action), "{action} missing from {actions:?}");
     }
 }
 
@@ -312,9 +291,7 @@ async fn owners_manage_members_and_roles_within_the_rules() {
 async fn platform_admins_create_and_manage_tenants() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let root = server
-        .sign_in("root@exemplo.com", "root-password-1", None)
-        .await;
+    let root = server.sign_in("root@exemplo.com", "root-password-1", None).await;
     let body = json!({"name": "Nova Empresa", "plan": "professional", "admin_email": "admin@novaempresa.com",
         "settings": {"max_users": 50, "max_requests_per_month": 500000}});
     let (status, tenant) = call(&server, "POST", "/api/tenants", &root.token, Some(body)).await;
@@ -322,15 +299,18 @@ async fn platform_admins_create_and_manage_tenants() {
     assert_eq!(tenant["plan"], "professional");
     assert_eq!(tenant["status"], "active");
     assert_eq!(tenant["user_count"], 1);
-    assert_eq!(
-        tenant["usage"],
-        json!({"requests_per_month": 0, "bandwidth_gb": 0.0})
-    );
+    assert_eq!(tenant["usage"], json!({"requests_per_month": 0, "bandwidth_gb": 0.0}));
     assert_eq!(tenant["settings"]["max_users"], 50);
     let id = tenant["id"].as_str().unwrap();
 
-    let (status, updated) = call(&server, "PUT", &format!("/api/tenants/{id}"), &root.token,
-        Some(json!({"name": "Nome da Empresa Atualizado", "plan": "enterprise", "settings": {"max_users": 100}}))).await;
+    let (status, updated) = call(
+        &server,
+        "PUT",
+        &format!("/api/tenants/{id}"),
+        &root.token,
+        Some(json!({"name": "Nome da Empresa Atualizado", "plan": "enterprise", "settings": {"max_users": 100}})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         (updated["name"].as_str(), updated["plan"].as_str()),
@@ -354,11 +334,7 @@ async fn platform_admins_create_and_manage_tenants() {
     );
 
     let (_, all) = call(&server, "GET", "/api/tenants", &root.token, None).await;
-    assert_eq!(
-        all["tenants"].as_array().unwrap().len(),
-        2,
-        "default and the new one"
-    );
+    assert_eq!(all["tenants"].as_array().unwrap().len(), 2, "default and the new one");
     let (_, stats) = call(&server, "GET", "/api/admin/stats", &root.token, None).await;
     assert_eq!(
         (
@@ -371,27 +347,10 @@ async fn platform_admins_create_and_manage_tenants() {
     let (_, accounts) = call(&server, "GET", "/api/admin/users", &root.token, None).await;
     assert_eq!(accounts["users"].as_array().unwrap().len(), 2);
 
-    let (status, _) = call(
-        &server,
-        "DELETE",
-        &format!("/api/tenants/{id}"),
-        &root.token,
-        None,
-    )
-    .await;
+    let (status, _) = call(&server, "DELETE", &format!("/api/tenants/{id}"), &root.token, None).await;
     assert_eq!(status, 204);
-    let (status, body) = call(
-        &server,
-        "GET",
-        &format!("/api/tenants/{id}"),
-        &root.token,
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (404, Some("TENANT_NOT_FOUND"))
-    );
+    let (status, body) = call(&server, "GET", &format!("/api/tenants/{id}"), &root.token, None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("TENANT_NOT_FOUND")));
     let (status, _) = call(
         &server,
         "DELETE",
@@ -401,4 +360,89 @@ async fn platform_admins_create_and_manage_tenants() {
     )
     .await;
     assert_eq!(status, 409, "the default tenant stays");
+}
+
+#[tokio::test]
+async fn cors_follows_the_platform_and_each_tenants_allowed_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[("VELOFLUX_API__CORS_ALLOWED_ORIGINS", "https://console.veloflux.example")],
+    );
+    let a = server.sign_up("a@empresa-a.com").await;
+    let b = server.sign_up("b@empresa-b.com").await;
+    let (status, _) = call(
+        &server,
+        "PUT",
+        &format!("/api/tenants/{}", a.tenant_id),
+        &a.token,
+        Some(json!({"settings": {"allowed_origins": ["https://app.empresa-a.com"]}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &server,
+        "PUT",
+        &format!("/api/tenants/{}", a.tenant_id),
+        &a.token,
+        Some(json!({"settings": {"allowed_origins": ["not an origin"]}})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["details"]["field"].as_str()),
+        (422, Some("settings.allowed_origins"))
+    );
+
+    let http = client();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, server.url("api", "/auth/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.empresa-a.com").await.unwrap();
+    assert_eq!(allowed.status(), 204);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.empresa-a.com"
+    );
+    assert_eq!(allowed.headers()["access-control-max-age"], "86400");
+    assert!(
+        allowed.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Authorization")
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+    let platform = preflight("https://console.veloflux.example").await.unwrap();
+    assert_eq!(
+        platform.headers()["access-control-allow-origin"],
+        "https://console.veloflux.example"
+    );
+
+    let get = |token: String| {
+        http.get(server.url("api", "/api/profile"))
+            .bearer_auth(token)
+            .header("origin", "https://app.empresa-a.com")
+            .send()
+    };
+    let own = get(a.token.clone()).await.unwrap();
+    assert_eq!(
+        own.headers()["access-control-allow-origin"],
+        "https://app.empresa-a.com"
+    );
+    assert!(
+        own.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("X-Request-ID")
+    );
+    let foreign = get(b.token.clone()).await.unwrap();
+    assert_eq!(foreign.status(), 200);
+    assert!(
+        !foreign.headers().contains_key("access-control-allow-origin"),
+        "tenant B does not allow A's origin"
+    );
 }
