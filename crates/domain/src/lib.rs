@@ -5,6 +5,7 @@
 //! (an HTTP handler, the configuration loader, a store row), and code above works with typed
 //! values only.
 
+mod balancing;
 mod duration;
 mod email;
 mod ids;
@@ -12,6 +13,7 @@ mod invalid;
 mod password;
 mod tenancy;
 
+pub use balancing::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, RawHealthCheck, RouteHost, Weight};
 pub use duration::parse_duration;
 pub use email::Email;
 pub use ids::{TenantId, UserId};

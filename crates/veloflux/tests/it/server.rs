@@ -208,3 +208,59 @@ async fn sigterm_stops_the_server_cleanly() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("received SIGTERM") && log.contains("\"stopped\""), "{log}");
 }
+
+/// The same binary on PostgreSQL: sign-up, sign-in, refresh rotation and reuse detection,
+/// and tenant membership, end to end. Skipped (with a notice) without `TEST_DATABASE_URL`.
+#[tokio::test]
+async fn runs_the_identity_flow_on_postgresql() {
+    let Some(db) = veloflux_test_support::TestDatabase::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_DATABASE_URL", db.url())]);
+    let status: Value = client()
+        .get(server.url("api", "/api/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["database"], "postgres");
+    let owner = server.sign_up("pg-owner@exemplo.com").await;
+    let http = client();
+    let refreshed = http
+        .post(server.url("api", "/auth/refresh"))
+        .bearer_auth(&owner.refresh_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let replay = http
+        .post(server.url("api", "/auth/refresh"))
+        .bearer_auth(&owner.refresh_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 401);
+    let owner = server.sign_in("pg-owner@exemplo.com", "senha_segura", None).await;
+    let body = serde_json::json!({"email": "pg-viewer@exemplo.com", "role": "viewer", "password": "senha_segura"});
+    let added = http
+        .post(server.url("api", &format!("/api/tenants/{}/users", owner.tenant_id)))
+        .bearer_auth(&owner.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let tenant: Value = http
+        .get(server.url("api", &format!("/api/tenants/{}", owner.tenant_id)))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tenant["user_count"], 2);
+}
