@@ -122,7 +122,7 @@ async fn admin_metrics(State(state): State<AdminState>) -> Json<AdminMetrics> {
         requests_total: by_class.values().sum(),
         requests_by_status_class: by_class,
         database: DatabasePoolStats {
-            backend: system.store().backend().as_str().into(),
+            backend: system.store().engine().as_str().into(),
             connections,
             idle,
         },

@@ -298,7 +298,7 @@ pub async fn status(State(system): State<System>) -> Json<StatusReport> {
         started_at: system.inner.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         uptime: format_uptime(system.uptime()),
         uptime_seconds: system.uptime().as_secs(),
-        database: system.store().backend().as_str().into(),
+        database: system.store().engine().as_str().into(),
         listeners: system
             .inner
             .listeners
@@ -331,7 +331,7 @@ pub async fn system_info(State(system): State<System>) -> Json<SystemInfo> {
         started_at: system.inner.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         uptime_seconds: system.uptime().as_secs(),
         version: system.version().into(),
-        database: system.store().backend().as_str().into(),
+        database: system.store().engine().as_str().into(),
     })
 }
 

@@ -11,20 +11,20 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Engine {
     /// An embedded SQLite file (the default).
     Sqlite,
     /// A PostgreSQL server (for several control-plane nodes).
     Postgres,
 }
 
-impl Backend {
+impl Engine {
     /// Reads the backend from a database URL's scheme.
-    pub fn from_url(url: &str) -> Option<Backend> {
+    pub fn from_url(url: &str) -> Option<Engine> {
         if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
+            Some(Engine::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
+            Some(Engine::Postgres)
         } else {
             None
         }
@@ -33,15 +33,15 @@ impl Backend {
     /// `sqlite` or `postgres`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
         }
     }
 
     fn migrator(self) -> &'static Migrator {
         match self {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
         }
     }
 }
@@ -50,7 +50,7 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
-    backend: Backend,
+    engine: Engine,
 }
 
 impl Store {
@@ -61,19 +61,19 @@ impl Store {
     /// survives a crash of the process or the machine.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
-        let backend = Backend::from_url(url)
+        let backend = Engine::from_url(url)
             .ok_or_else(|| StoreError::Database("database URL must start with sqlite: or postgres://".into()))?;
         let (url, max_connections) = match backend {
-            Backend::Sqlite if !url.contains('?') => (format!("{url}?mode=rwc"), 8),
-            Backend::Sqlite => (url.to_owned(), 8),
-            Backend::Postgres => (url.to_owned(), 16),
+            Engine::Sqlite if !url.contains('?') => (format!("{url}?mode=rwc"), 8),
+            Engine::Sqlite => (url.to_owned(), 8),
+            Engine::Postgres => (url.to_owned(), 16),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    if backend == Engine::Sqlite {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -84,25 +84,25 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, engine: backend })
     }
 
     /// The engine behind this store.
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Applies every pending migration of this backend and returns how many were applied.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let before = self.applied_migrations().await.unwrap_or(0);
-        self.backend.migrator().run(&self.pool).await?;
+        self.engine.migrator().run(&self.pool).await?;
         let after = self.applied_migrations().await?;
         Ok(after.saturating_sub(before))
     }
 
     /// Whether every migration this binary knows has been applied.
     pub async fn is_migrated(&self) -> Result<bool, StoreError> {
-        let known = self.backend.migrator().iter().count();
+        let known = self.engine.migrator().iter().count();
         Ok(self.applied_migrations().await.unwrap_or(0) >= known)
     }
 

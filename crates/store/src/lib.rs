@@ -12,6 +12,7 @@
 mod audit;
 mod auth;
 mod db;
+mod edge;
 mod error;
 mod oidc;
 mod page;
@@ -23,7 +24,8 @@ mod users;
 
 pub use audit::{AuditEntry, NewAuditEntry};
 pub use auth::{NewRefreshToken, RefreshTokenRow, RefreshUse, SigningKeyRow, Throttle};
-pub use db::{Backend, Store};
+pub use db::{Engine, Store};
+pub use edge::{Backend, BackendSpec, EdgeRows, Pool, PoolSpec, Route, RouteSpec};
 pub use error::StoreError;
 pub use oidc::{OidcConfigRow, OidcLoginRow};
 pub use page::{Page, PageRequest};

@@ -130,7 +130,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 let _ = writeln!(
                     out,
                     "applied {applied} migration(s) to the {} database",
-                    store.backend().as_str()
+                    store.engine().as_str()
                 );
                 Ok(())
             })

@@ -102,7 +102,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     system.mark_ready();
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        database = store.backend().as_str(),
+        database = store.engine().as_str(),
         "ready"
     );
 

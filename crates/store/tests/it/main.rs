@@ -7,6 +7,7 @@ use veloflux_test_support::TestDatabase;
 
 mod audit;
 mod auth;
+mod edge;
 mod migrations;
 mod tenants;
 mod users;
