@@ -1,0 +1,62 @@
+//! The edge's configuration as plain values. The binary builds it from the store; the edge
+//! never reads the database.
+
+use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, RouteHost};
+
+/// Everything the edge serves.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeConfig {
+    /// Every pool with its backends.
+    pub pools: Vec<PoolConfig>,
+    /// Every route.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A pool and its backends.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Pool id.
+    pub id: String,
+    /// Owner tenant.
+    pub tenant_id: String,
+    /// Pool name.
+    pub name: String,
+    /// Balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Sticky sessions.
+    pub sticky_sessions: bool,
+    /// The pool's health check.
+    pub health_check: HealthCheck,
+    /// Backends.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// One backend.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Backend id.
+    pub id: String,
+    /// Address.
+    pub address: BackendAddress,
+    /// Weight (1 to 1000).
+    pub weight: u32,
+    /// Its own health check, if it overrides the pool's.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Route id.
+    pub id: String,
+    /// Owner tenant.
+    pub tenant_id: String,
+    /// Host or wildcard.
+    pub host: RouteHost,
+    /// Path prefix.
+    pub path_prefix: PathPrefix,
+    /// Target pool id.
+    pub pool_id: String,
+    /// HTTPS only.
+    pub ssl_enabled: bool,
+}

@@ -1,0 +1,158 @@
+//! VeloFlux's edge: the reverse proxy and load balancer.
+//!
+//! The control plane hands it an [`EdgeConfig`] (plain values) whenever configuration
+//! changes; the edge builds an immutable routing [`snapshot::Snapshot`] and swaps it in
+//! atomically, so requests in flight finish on the configuration they started with. Backend
+//! state (health, requests in flight, latency) lives in atomics shared across snapshots. The
+//! request path never awaits the database and takes no lock.
+//!
+//! This crate must not depend on sqlx, axum, the store or the API crate.
+
+pub mod backend;
+pub mod balance;
+pub mod config;
+pub mod health;
+mod proxy;
+pub mod snapshot;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+pub use backend::Health;
+pub use config::{BackendConfig, EdgeConfig, PoolConfig, RouteConfig};
+pub use health::HealthEvent;
+pub use proxy::EdgeBody;
+
+/// Timeouts and retries of the proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeSettings {
+    /// Time to open a connection to a backend.
+    pub connect_timeout: Duration,
+    /// Time for a backend to send its response head.
+    pub response_timeout: Duration,
+    /// Extra attempts on another backend after a connect failure, for requests without a
+    /// body.
+    pub retries: u32,
+    /// Idle upstream connections kept per backend.
+    pub max_idle_per_backend: usize,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            retries: 1,
+            max_idle_per_backend: 256,
+        }
+    }
+}
+
+/// The running edge.
+#[derive(Debug)]
+pub struct Edge {
+    snapshot: ArcSwap<snapshot::Snapshot>,
+    checker: health::HealthChecker,
+    client: Client<HttpConnector, EdgeBody>,
+    settings: EdgeSettings,
+    events: broadcast::Sender<HealthEvent>,
+}
+
+impl Edge {
+    /// An edge with no routes.
+    pub fn new(settings: EdgeSettings) -> Arc<Edge> {
+        let (events, _) = broadcast::channel(1024);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(settings.max_idle_per_backend)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Arc::new(Edge {
+            snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),
+            checker: health::HealthChecker::new(events.clone()),
+            client,
+            settings,
+            events,
+        })
+    }
+
+    /// Swaps in a new configuration; must be called inside a Tokio runtime (it starts and
+    /// stops health-check tasks).
+    pub fn apply(&self, config: &EdgeConfig) {
+        let next = snapshot::Snapshot::build(config, &self.snapshot.load());
+        self.checker.reconcile(&next);
+        self.snapshot.store(Arc::new(next));
+    }
+
+    /// Health changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
+        self.events.subscribe()
+    }
+
+    /// The current health of a backend, if the edge knows it.
+    pub fn backend_health(&self, backend_id: &str) -> Option<Health> {
+        let snapshot = self.snapshot.load();
+        snapshot
+            .pools
+            .values()
+            .flat_map(|p| p.backends.iter())
+            .find(|b| b.id == backend_id)
+            .map(|b| b.health())
+    }
+
+    /// Serves plain HTTP (HTTP/1.1 and h2c) on `listener` until `shutdown` resolves, then
+    /// lets connections finish their requests.
+    pub async fn serve_http(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let edge = Arc::clone(&self);
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let edge = Arc::clone(&edge);
+                async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, request, peer, "http").await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, peer = %peer, "edge connection ended with an error");
+                }
+            });
+        }
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("edge connections still open after 30 s; closing"),
+        }
+        self.checker.stop();
+        Ok(())
+    }
+}

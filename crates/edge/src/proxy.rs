@@ -1,0 +1,372 @@
+//! The request path: find the route, pick a backend, forward the request, stream the answer
+//! back. No database, no locks: a snapshot `Arc`, atomics and the upstream connection pool.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::Edge;
+use crate::backend::InFlight;
+
+/// The body type of every response the edge writes.
+pub type EdgeBody = BoxBody<Bytes, hyper::Error>;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Serves one request.
+pub(crate) async fn handle(
+    edge: Arc<Edge>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    scheme: &'static str,
+) -> Response<EdgeBody> {
+    let request_id = match request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+    {
+        Some(id) => id.to_owned(),
+        None => format!("req_{}", uuid::Uuid::now_v7().simple()),
+    };
+    let mut response = forward(&edge, request, peer, scheme, &request_id).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+async fn forward(
+    edge: &Edge,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    scheme: &'static str,
+    request_id: &str,
+) -> Response<EdgeBody> {
+    let Some(host) = host_of(&request) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "the request names no host",
+            request_id,
+        );
+    };
+    let snapshot = edge.snapshot.load_full();
+    let Some(route) = snapshot.route(&host, request.uri().path()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("no route for host {host}"),
+            request_id,
+        );
+    };
+    let route = Arc::clone(route);
+    let bodiless = is_bodiless(request.headers());
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    add_forwarding(&mut parts.headers, peer, scheme, &host);
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(REQUEST_ID, value);
+    }
+    let path_and_query = parts.uri.path_and_query().cloned();
+    let mut body = Some(body.boxed());
+    let mut avoid: Option<String> = None;
+    let attempts = if bodiless { 1 + edge.settings.retries } else { 1 };
+
+    for attempt in 0..attempts {
+        let Some(backend) = route.pool.pick(peer.ip(), avoid.as_deref()) else {
+            let message = format!("no healthy backend in pool {}", route.pool.name);
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                &message,
+                request_id,
+            );
+        };
+        let uri = Uri::builder().scheme("http").authority(backend.authority.as_str());
+        let uri = match &path_and_query {
+            Some(pq) => uri.path_and_query(pq.clone()),
+            None => uri.path_and_query("/"),
+        };
+        let Ok(uri) = uri.build() else {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "SERVICE_UNAVAILABLE",
+                "invalid backend address",
+                request_id,
+            );
+        };
+        let upstream_body = match body.take() {
+            Some(body) => body,
+            None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
+        };
+        let mut upstream = Request::new(upstream_body);
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = parts.headers.clone();
+        if !upstream.headers().contains_key(HOST)
+            && let Ok(value) = HeaderValue::from_str(&host)
+        {
+            upstream.headers_mut().insert(HOST, value);
+        }
+
+        let guard = backend.begin();
+        let started = Instant::now();
+        match tokio::time::timeout(edge.settings.response_timeout, edge.client.request(upstream)).await {
+            Ok(Ok(response)) => {
+                backend.observe(started.elapsed());
+                if response.status().is_server_error() {
+                    backend.record_failure(false);
+                } else {
+                    backend.record_success();
+                }
+                let (mut head, body) = response.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                return Response::from_parts(
+                    head,
+                    GuardedBody {
+                        inner: body,
+                        _guard: guard,
+                    }
+                    .boxed(),
+                );
+            }
+            Ok(Err(err)) => {
+                let connect = err.is_connect();
+                if backend.record_failure(connect) {
+                    tracing::warn!(backend_id = %backend.id, address = %backend.authority, error = %err, "backend ejected after failures");
+                }
+                if connect && attempt + 1 < attempts {
+                    avoid = Some(backend.id.clone());
+                    continue;
+                }
+                tracing::warn!(backend_id = %backend.id, error = %err, "upstream request failed");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "SERVICE_UNAVAILABLE",
+                    "the backend could not be reached",
+                    request_id,
+                );
+            }
+            Err(_) => {
+                backend.record_failure(false);
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "SERVICE_UNAVAILABLE",
+                    "the backend did not answer in time",
+                    request_id,
+                );
+            }
+        }
+    }
+    error(
+        StatusCode::BAD_GATEWAY,
+        "SERVICE_UNAVAILABLE",
+        "the backend could not be reached",
+        request_id,
+    )
+}
+
+/// The response body, holding the backend's in-flight count until it is fully sent or the
+/// client goes away.
+struct GuardedBody {
+    inner: Incoming,
+    _guard: InFlight,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The host a request is for: the `Host` header, or the authority of an HTTP/2 request;
+/// lower case, without the port.
+fn host_of<B>(request: &Request<B>) -> Option<String> {
+    let raw = request
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))?;
+    let host = if raw.starts_with('[') {
+        raw.split(']').next().map(|h| format!("{h}]"))?
+    } else {
+        raw.split(':').next()?.to_owned()
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+fn is_bodiless(headers: &HeaderMap) -> bool {
+    !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get(CONTENT_LENGTH)
+            .is_none_or(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(0))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, scheme: &'static str, host: &str) {
+    let ip = peer.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {ip}"),
+        None => ip.clone(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    if let Ok(value) = HeaderValue::from_str(host) {
+        headers.insert(X_FORWARDED_HOST, value);
+    }
+    let node = if peer.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
+    if let Ok(value) = HeaderValue::from_str(&format!("for={node};host={host};proto={scheme}")) {
+        headers.append(FORWARDED, value);
+    }
+}
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// The standard error body (see the API crate's `ErrorBody`), written by the edge itself,
+/// which does not depend on the API crate.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<EdgeBody> {
+    let body = serde_json::json!({
+        "error": true,
+        "code": code,
+        "message": message,
+        "timestamp": rfc3339_now(),
+        "request_id": request_id,
+    });
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// RFC 3339 UTC with seconds, without a date library on the hot path.
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for every date after 1970.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarding_headers_append_to_what_came_before() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
+        add_forwarding(
+            &mut headers,
+            "10.0.0.2:5000".parse().unwrap(),
+            "http",
+            "app.example.com",
+        );
+        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.7, 10.0.0.2");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[&X_FORWARDED_HOST], "app.example.com");
+        assert_eq!(headers[&FORWARDED], "for=10.0.0.2;host=app.example.com;proto=http");
+    }
+
+    #[test]
+    fn hosts_lose_their_port_and_case() {
+        let request = Request::get("/").header(HOST, "App.Example.com:8000").body(()).unwrap();
+        assert_eq!(host_of(&request).as_deref(), Some("app.example.com"));
+        let request = Request::get("http://[::1]:80/").body(()).unwrap();
+        assert_eq!(host_of(&request).as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let now = rfc3339_now();
+        assert_eq!(now.len(), 20);
+        assert!(now.starts_with("20") && now.ends_with('Z') && &now[10..11] == "T");
+    }
+}

@@ -1,0 +1,195 @@
+//! An immutable routing table: host and path to pool. A new one is built for every
+//! configuration change and swapped in atomically; requests in flight keep the one they
+//! started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::{BackendState, Health};
+use crate::balance::PoolRuntime;
+use crate::config::EdgeConfig;
+
+/// One route in the table.
+#[derive(Debug)]
+pub struct RouteEntry {
+    /// Route id.
+    pub route_id: String,
+    /// Owner tenant.
+    pub tenant_id: String,
+    /// Path prefix.
+    pub prefix: String,
+    /// HTTPS only.
+    pub ssl_enabled: bool,
+    /// Target pool.
+    pub pool: Arc<PoolRuntime>,
+}
+
+/// The routing table.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    exact: HashMap<String, Vec<Arc<RouteEntry>>>,
+    wildcard: HashMap<String, Vec<Arc<RouteEntry>>>,
+    /// Pools by id.
+    pub pools: HashMap<String, Arc<PoolRuntime>>,
+}
+
+impl Snapshot {
+    /// Builds a table from `config`, keeping the live state of backends that `previous`
+    /// already knew (same id and address), so health and load survive reconfiguration.
+    pub fn build(config: &EdgeConfig, previous: &Snapshot) -> Snapshot {
+        let known: HashMap<&str, &Arc<BackendState>> = previous
+            .pools
+            .values()
+            .flat_map(|p| p.backends.iter())
+            .map(|b| (b.id.as_str(), b))
+            .collect();
+        let mut pools = HashMap::new();
+        for pool in &config.pools {
+            let backends = pool
+                .backends
+                .iter()
+                .map(|backend| {
+                    let authority = backend.address.to_string();
+                    let check = backend.health_check.as_ref().unwrap_or(&pool.health_check);
+                    let state = match known.get(backend.id.as_str()) {
+                        Some(state) if state.authority == authority => {
+                            if !check.enabled {
+                                state.set_health(Health::Healthy);
+                            }
+                            Arc::clone(state)
+                        }
+                        _ => {
+                            let initial = if check.enabled {
+                                Health::Unknown
+                            } else {
+                                Health::Healthy
+                            };
+                            Arc::new(BackendState::new(backend.id.clone(), authority, initial))
+                        }
+                    };
+                    (state, backend.weight, check.clone())
+                })
+                .collect();
+            let runtime = PoolRuntime::new(
+                pool.id.clone(),
+                pool.tenant_id.clone(),
+                pool.name.clone(),
+                pool.algorithm,
+                pool.health_check.clone(),
+                backends,
+            );
+            pools.insert(pool.id.clone(), Arc::new(runtime));
+        }
+        let mut exact: HashMap<String, Vec<Arc<RouteEntry>>> = HashMap::new();
+        let mut wildcard: HashMap<String, Vec<Arc<RouteEntry>>> = HashMap::new();
+        for route in &config.routes {
+            let Some(pool) = pools.get(&route.pool_id) else {
+                continue;
+            };
+            let entry = Arc::new(RouteEntry {
+                route_id: route.id.clone(),
+                tenant_id: route.tenant_id.clone(),
+                prefix: route.path_prefix.as_str().to_owned(),
+                ssl_enabled: route.ssl_enabled,
+                pool: Arc::clone(pool),
+            });
+            match route.host.as_str().strip_prefix("*.") {
+                Some(suffix) => wildcard.entry(suffix.to_owned()).or_default().push(entry),
+                None => exact.entry(route.host.as_str().to_owned()).or_default().push(entry),
+            }
+        }
+        for entries in exact.values_mut().chain(wildcard.values_mut()) {
+            entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
+        }
+        Snapshot { exact, wildcard, pools }
+    }
+
+    /// The route for `host` (lower case, no port) and `path`: exact hosts first, then the
+    /// `*.` wildcard of the parent domain; the longest matching prefix wins.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<RouteEntry>> {
+        if let Some(entry) = self.exact.get(host).and_then(|entries| longest(entries, path)) {
+            return Some(entry);
+        }
+        let (_, parent) = host.split_once('.')?;
+        self.wildcard.get(parent).and_then(|entries| longest(entries, path))
+    }
+}
+
+/// The first (longest, as entries are sorted) prefix that matches.
+fn longest<'a>(entries: &'a [Arc<RouteEntry>], path: &str) -> Option<&'a Arc<RouteEntry>> {
+    entries.iter().find(|e| prefix_matches(&e.prefix, path))
+}
+
+/// `/api` matches `/api` and `/api/x` but not `/apix`; `/` and prefixes ending in `/` match
+/// everything below them.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, RouteHost};
+
+    use super::*;
+    use crate::config::{BackendConfig, PoolConfig, RouteConfig};
+
+    fn config() -> EdgeConfig {
+        let pool = |id: &str| PoolConfig {
+            id: id.into(),
+            tenant_id: "t".into(),
+            name: id.into(),
+            algorithm: Algorithm::RoundRobin,
+            sticky_sessions: false,
+            health_check: HealthCheck {
+                enabled: false,
+                ..HealthCheck::default()
+            },
+            backends: vec![BackendConfig {
+                id: format!("{id}-b"),
+                address: BackendAddress::parse("127.0.0.1:1").unwrap(),
+                weight: 1,
+                health_check: None,
+            }],
+        };
+        let route = |id: &str, host: &str, prefix: &str, pool: &str| RouteConfig {
+            id: id.into(),
+            tenant_id: "t".into(),
+            host: RouteHost::parse(host).unwrap(),
+            path_prefix: PathPrefix::parse(prefix).unwrap(),
+            pool_id: pool.into(),
+            ssl_enabled: false,
+        };
+        EdgeConfig {
+            pools: vec![pool("web"), pool("api"), pool("wild")],
+            routes: vec![
+                route("r1", "app.example.com", "/", "web"),
+                route("r2", "app.example.com", "/api", "api"),
+                route("r3", "*.example.com", "/", "wild"),
+            ],
+        }
+    }
+
+    #[test]
+    fn exact_hosts_then_wildcards_then_longest_prefix() {
+        let snapshot = Snapshot::build(&config(), &Snapshot::default());
+        let at = |host: &str, path: &str| snapshot.route(host, path).map(|e| e.route_id.clone());
+        assert_eq!(at("app.example.com", "/api/users").as_deref(), Some("r2"));
+        assert_eq!(at("app.example.com", "/api").as_deref(), Some("r2"));
+        assert_eq!(at("app.example.com", "/apix").as_deref(), Some("r1"));
+        assert_eq!(at("shop.example.com", "/x").as_deref(), Some("r3"));
+        assert_eq!(at("example.com", "/"), None);
+        assert_eq!(at("a.b.example.com", "/"), None, "a wildcard covers one label");
+        assert_eq!(at("other.org", "/"), None);
+    }
+
+    #[test]
+    fn rebuilding_keeps_backend_state() {
+        let first = Snapshot::build(&config(), &Snapshot::default());
+        let state = Arc::clone(&first.pools["web"].backends[0]);
+        let _busy = state.begin();
+        let second = Snapshot::build(&config(), &first);
+        assert!(Arc::ptr_eq(&state, &second.pools["web"].backends[0]));
+        assert_eq!(second.pools["web"].backends[0].in_flight(), 1);
+    }
+}
