@@ -42,6 +42,18 @@ pub fn parse_duration(raw: &str) -> Result<Duration, Invalid> {
     Ok(total)
 }
 
+/// Writes a duration the way [`parse_duration`] reads it: `30s`, `1500ms`, `5m`.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(60_000) && millis >= 60_000 {
+        format!("{}m", millis / 60_000)
+    } else if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +71,13 @@ mod tests {
         ];
         for (raw, millis) in cases {
             assert_eq!(parse_duration(raw), Ok(Duration::from_millis(millis)), "{raw}");
+        }
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for raw in ["30s", "1500ms", "5m", "0s"] {
+            assert_eq!(format_duration(parse_duration(raw).unwrap()), raw);
         }
     }
 

@@ -14,7 +14,7 @@ mod password;
 mod tenancy;
 
 pub use balancing::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, RawHealthCheck, RouteHost, Weight};
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use email::Email;
 pub use ids::{TenantId, UserId};
 pub use invalid::Invalid;

@@ -35,6 +35,8 @@ const SHORT_VARIABLES: &[(&str, &str)] = &[
     ("LOG", "log.level"),
     ("LOG_FORMAT", "log.format"),
     ("SECRET_KEY", "secrets.key"),
+    ("EDGE_HTTP_ADDR", "edge.http_addr"),
+    ("EDGE_HTTPS_ADDR", "edge.https_addr"),
 ];
 
 /// Variables with the prefix that are not configuration keys.
@@ -94,6 +96,8 @@ sections! {
     RawRateLimits { free, professional, enterprise, window, auth_per_ip, auth_window }
     /// `[oidc]`
     RawOidc { allow_private_targets }
+    /// `[edge]`: the proxy listeners and upstream behaviour.
+    RawEdge { http_addr, https_addr, connect_timeout, response_timeout, retries }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
@@ -125,6 +129,7 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     pub smtp: RawSmtp,
     pub oidc: RawOidc,
+    pub edge: RawEdge,
 }
 
 /// A configuration that cannot be used, with the key, the value and its origin.
@@ -213,6 +218,12 @@ pub struct Config {
     pub mail_from: String,
     /// Let OIDC requests reach private and loopback addresses.
     pub oidc_allow_private_targets: bool,
+    /// Edge HTTP listener.
+    pub edge_http_addr: SocketAddr,
+    /// Edge HTTPS listener, when configured (not served yet: see the README).
+    pub edge_https_addr: Option<String>,
+    /// Proxy timeouts and retries.
+    pub edge: veloflux_edge::EdgeSettings,
 }
 
 /// Where to read the configuration from.
@@ -490,7 +501,17 @@ impl Config {
             }
         };
 
+        let edge = veloflux_edge::EdgeSettings {
+            connect_timeout: positive("edge.connect_timeout", &raw.edge.connect_timeout, "5s")?,
+            response_timeout: positive("edge.response_timeout", &raw.edge.response_timeout, "60s")?,
+            retries: u32::try_from(number("edge.retries", &raw.edge.retries, 1, 0, 5)?).unwrap_or(1),
+            ..veloflux_edge::EdgeSettings::default()
+        };
+
         Ok(Config {
+            edge_http_addr: addr("edge.http_addr", &raw.edge.http_addr, "0.0.0.0:8000")?,
+            edge_https_addr: raw.edge.https_addr.0.clone().filter(|a| !a.trim().is_empty()),
+            edge,
             oidc_allow_private_targets,
             public_url,
             cors_allowed_origins,
@@ -541,6 +562,13 @@ impl Config {
                 "auth_window": format!("{}s", self.rate_limits.auth_window.as_secs()),
             },
             "oidc": {"allow_private_targets": self.oidc_allow_private_targets},
+            "edge": {
+                "http_addr": self.edge_http_addr.to_string(),
+                "https_addr": self.edge_https_addr,
+                "connect_timeout": format!("{}ms", self.edge.connect_timeout.as_millis()),
+                "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),
+                "retries": self.edge.retries,
+            },
             "smtp": self.smtp.as_ref().map(|smtp| serde_json::json!({
                 "host": smtp.host,
                 "port": smtp.port,

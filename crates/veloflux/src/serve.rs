@@ -18,6 +18,7 @@ use veloflux_api::ratelimit::RateLimiter;
 use veloflux_api::system::System;
 use veloflux_api::{Metrics, openapi};
 use veloflux_identity::{IdentitySettings, IdentityState, Mailer};
+use veloflux_routing::{EdgeControl, RoutingState};
 use veloflux_secrets::{KeyOrigin, SecretKey};
 use veloflux_store::Store;
 
@@ -36,6 +37,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         ("api", config.api_addr),
         ("admin", config.admin_addr),
         ("metrics", config.metrics_addr),
+        ("edge_http", config.edge_http_addr),
     ] {
         let listener = TcpListener::bind(addr)
             .await
@@ -48,6 +50,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     }
     let addresses: BTreeMap<&'static str, SocketAddr> =
         listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
+    if let Some(https) = &config.edge_https_addr {
+        warn!(addr = %https, "edge.https_addr is set but HTTPS on the edge is not implemented yet; not listening");
+    }
+    let edge = veloflux_edge::Edge::new(config.edge);
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let system = System::new(
@@ -73,8 +79,11 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
-    for ((name, _, listener), (app_name, app)) in listeners.into_iter().zip(apps) {
-        debug_assert_eq!(name, app_name);
+    let mut listeners = listeners.into_iter();
+    for (name, _, listener) in listeners.by_ref().take(apps.len()) {
+        let Some((_, app)) = apps.iter().find(|(app_name, _)| *app_name == name).cloned() else {
+            continue;
+        };
         let mut shutdown = shutdown_rx.clone();
         servers.spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -86,8 +95,20 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             (name, result)
         });
     }
+    for (name, _, listener) in listeners {
+        let mut shutdown = shutdown_rx.clone();
+        let edge = Arc::clone(&edge);
+        servers.spawn(async move {
+            let result = edge
+                .serve_http(listener, async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            (name, result)
+        });
+    }
 
-    match prepare(&config, &store, &system).await {
+    match prepare(&config, &store, &system, &edge).await {
         Ok((app, layers)) => {
             *api_app.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 veloflux_api::finish_with(app, metrics.clone(), config.http, layers);
@@ -147,7 +168,12 @@ type ApiLayers = Box<dyn FnOnce(Router) -> Router + Send>;
 
 /// Everything that must be true before the server reports ready; returns the full API
 /// router and its layers.
-async fn prepare(config: &Config, store: &Store, system: &System) -> Result<(Router, ApiLayers), Failure> {
+async fn prepare(
+    config: &Config,
+    store: &Store,
+    system: &System,
+    edge: &Arc<veloflux_edge::Edge>,
+) -> Result<(Router, ApiLayers), Failure> {
     let applied = store
         .migrate()
         .await
@@ -180,6 +206,15 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<(Rou
     }
     .map_err(|e| Failure::usage(format!("invalid configuration: smtp: {e}")))?;
     let limiter = RateLimiter::new(config.rate_limits);
+    let edge_link = Arc::new(EdgeLink {
+        edge: Arc::clone(edge),
+        store: store.clone(),
+    });
+    edge_link
+        .apply()
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot load the edge configuration: {}", chain(&e))))?;
+    let edge_link: Arc<dyn EdgeControl> = edge_link;
     let identity = IdentityState::new(
         store.clone(),
         Arc::clone(&tokens),
@@ -200,6 +235,7 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<(Rou
     let (api, api_doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(veloflux_api::system::router(system.clone()))
         .merge(veloflux_identity::router(identity))
+        .merge(veloflux_routing::router(RoutingState::new(store.clone(), edge_link)))
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
     let (_, admin_doc) =
@@ -222,6 +258,70 @@ async fn prepare(config: &Config, store: &Store, system: &System) -> Result<(Rou
             .layer(axum::Extension(AuthenticatorHandle(authenticator)))
     });
     Ok((api, layers))
+}
+
+/// Connects the configuration API to the running edge: every change rebuilds the edge's
+/// configuration from the store.
+struct EdgeLink {
+    edge: Arc<veloflux_edge::Edge>,
+    store: Store,
+}
+
+impl EdgeLink {
+    async fn apply(&self) -> Result<(), veloflux_store::StoreError> {
+        let rows = self.store.edge_rows().await?;
+        let pools = rows
+            .pools
+            .iter()
+            .map(|pool| veloflux_edge::PoolConfig {
+                id: pool.id.clone(),
+                tenant_id: pool.tenant_id.to_string(),
+                name: pool.name.clone(),
+                algorithm: pool.algorithm,
+                sticky_sessions: pool.sticky_sessions,
+                health_check: pool.health_check.clone(),
+                backends: rows
+                    .backends
+                    .iter()
+                    .filter(|b| b.pool_id == pool.id)
+                    .map(|b| veloflux_edge::BackendConfig {
+                        id: b.id.clone(),
+                        address: b.address.clone(),
+                        weight: b.weight.get(),
+                        health_check: b.health_check.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let routes = rows
+            .routes
+            .iter()
+            .map(|r| veloflux_edge::RouteConfig {
+                id: r.id.clone(),
+                tenant_id: r.tenant_id.to_string(),
+                host: r.host.clone(),
+                path_prefix: r.path_prefix.clone(),
+                pool_id: r.pool_id.clone(),
+                ssl_enabled: r.ssl_enabled,
+            })
+            .collect();
+        self.edge.apply(&veloflux_edge::EdgeConfig { pools, routes });
+        Ok(())
+    }
+}
+
+impl EdgeControl for EdgeLink {
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), veloflux_store::StoreError>> + Send + '_>> {
+        Box::pin(self.apply())
+    }
+
+    fn backend_status(&self, backend_id: &str) -> &'static str {
+        self.edge
+            .backend_health(backend_id)
+            .map_or("unknown", veloflux_edge::Health::as_str)
+    }
 }
 
 /// The platform secret key: configured, or kept in the data directory (created on first

@@ -52,6 +52,7 @@ impl Server {
             .env("VELOFLUX_API_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_ADMIN_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_METRICS_ADDR", "127.0.0.1:0")
+            .env("VELOFLUX_EDGE_HTTP_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_LOG_FORMAT", "json")
             .env("VELOFLUX_LOG", "info")
             .env("VELOFLUX_ADMIN_EMAIL", "root@exemplo.com")

@@ -5,6 +5,7 @@
 mod architecture;
 mod cli;
 mod durability;
+mod edge;
 mod errors;
 mod harness;
 mod identity;

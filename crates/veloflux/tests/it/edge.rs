@@ -1,0 +1,520 @@
+//! The edge end to end: real upstream servers on loopback, configured through the API.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::harness::{Server, Session, client};
+
+/// A loopback upstream that answers with its name and remembers forwarding headers.
+struct Upstream {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    seen: Arc<Mutex<Vec<HashMap<String, String>>>>,
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    name: String,
+    delay: Duration,
+    seen: Arc<Mutex<Vec<HashMap<String, String>>>>,
+}
+
+async fn answer(State(state): State<UpstreamState>, headers: HeaderMap) -> String {
+    let kept: HashMap<String, String> = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "host",
+        "connection",
+    ]
+    .iter()
+    .filter_map(|name| {
+        headers
+            .get(*name)
+            .map(|v| ((*name).to_owned(), v.to_str().unwrap_or("").to_owned()))
+    })
+    .collect();
+    state.seen.lock().unwrap().push(kept);
+    tokio::time::sleep(state.delay).await;
+    state.name.clone()
+}
+
+async fn upstream(name: &str, delay: Duration) -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let state = UpstreamState {
+        name: name.to_owned(),
+        delay,
+        seen: Arc::clone(&seen),
+    };
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .fallback(answer)
+        .with_state(state);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Upstream { addr, task, seen }
+}
+
+async fn api(server: &Server, session: &Session, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = client()
+        .request(method.parse().unwrap(), server.url("api", path))
+        .bearer_auth(&session.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn through_edge(server: &Server, host: &str, path: &str) -> (u16, String) {
+    let response = client()
+        .get(server.url("edge_http", path))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A pool with health checks off (backends serve at once), its backends and a route.
+async fn setup(
+    server: &Server,
+    session: &Session,
+    pool: &str,
+    algorithm: &str,
+    host: &str,
+    backends: &[(&Upstream, i64)],
+) {
+    let body = json!({"name": pool, "algorithm": algorithm, "health_check": {"enabled": false}});
+    let (status, created) = api(server, session, "POST", "/api/pools", body).await;
+    assert_eq!(status, 201, "{created}");
+    for (upstream, weight) in backends {
+        let body = json!({"address": upstream.addr.to_string(), "pool": pool, "weight": weight});
+        let (status, created) = api(server, session, "POST", "/api/backends", body).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let (status, created) = api(
+        server,
+        session,
+        "POST",
+        "/api/routes",
+        json!({"host": host, "path_prefix": "/", "pool": pool}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+}
+
+#[tokio::test]
+async fn weighted_and_plain_round_robin_follow_the_configured_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("ops@exemplo.com").await;
+    let (a, b, c) = (
+        upstream("a", Duration::ZERO).await,
+        upstream("b", Duration::ZERO).await,
+        upstream("c", Duration::ZERO).await,
+    );
+    setup(
+        &server,
+        &session,
+        "weighted",
+        "weighted_round_robin",
+        "w.exemplo.com",
+        &[(&a, 100), (&b, 150), (&c, 50)],
+    )
+    .await;
+    setup(
+        &server,
+        &session,
+        "plain",
+        "round_robin",
+        "rr.exemplo.com",
+        &[(&a, 1), (&b, 1), (&c, 1)],
+    )
+    .await;
+
+    for (host, expected) in [
+        ("w.exemplo.com", [200.0, 300.0, 100.0]),
+        ("rr.exemplo.com", [200.0, 200.0, 200.0]),
+    ] {
+        let mut counts: HashMap<String, f64> = HashMap::new();
+        for _ in 0..600 {
+            let (status, name) = through_edge(&server, host, "/x").await;
+            assert_eq!(status, 200);
+            *counts.entry(name).or_default() += 1.0;
+        }
+        for (name, want) in ["a", "b", "c"].iter().zip(expected) {
+            let got = counts.get(*name).copied().unwrap_or(0.0);
+            assert!(
+                (got - want).abs() <= 600.0 * 0.02,
+                "{host}: {name} got {got}, want {want}"
+            );
+        }
+    }
+    let seen = a.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "w.exemplo.com");
+    assert_eq!(seen["host"], "w.exemplo.com");
+    assert!(seen["forwarded"].starts_with("for=127.0.0.1;host=w.exemplo.com"));
+}
+
+#[tokio::test]
+async fn least_connections_avoids_a_busy_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("ops@exemplo.com").await;
+    let slow = upstream("slow", Duration::from_millis(800)).await;
+    let fast = upstream("fast", Duration::from_millis(5)).await;
+    setup(
+        &server,
+        &session,
+        "lc",
+        "least_connections",
+        "lc.exemplo.com",
+        &[(&slow, 1), (&fast, 1)],
+    )
+    .await;
+    let requests = (0..20).map(|i| {
+        let url = server.url("edge_http", &format!("/r{i}"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(i * 20)).await;
+            client()
+                .get(url)
+                .header("host", "lc.exemplo.com")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    let names = futures_util::future::join_all(requests).await;
+    let to_slow = names.iter().filter(|n| *n == "slow").count();
+    assert!(to_slow <= 3, "the busy backend got {to_slow} of 20");
+}
+
+#[tokio::test]
+async fn a_killed_backend_stops_receiving_traffic_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("ops@exemplo.com").await;
+    let (a, b) = (upstream("a", Duration::ZERO).await, upstream("b", Duration::ZERO).await);
+    let check = json!({"path": "/health", "interval": "300ms", "timeout": "200ms", "rise": 1, "fall": 1});
+    let (status, _) = api(
+        &server,
+        &session,
+        "POST",
+        "/api/pools",
+        json!({"name": "hc", "algorithm": "round_robin", "health_check": check}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for upstream in [&a, &b] {
+        api(
+            &server,
+            &session,
+            "POST",
+            "/api/backends",
+            json!({"address": upstream.addr.to_string(), "pool": "hc"}),
+        )
+        .await;
+    }
+    api(
+        &server,
+        &session,
+        "POST",
+        "/api/routes",
+        json!({"host": "hc.exemplo.com", "pool": "hc"}),
+    )
+    .await;
+
+    // New backends take traffic after their first passing check.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, pool) = api(&server, &session, "GET", "/api/pools/hc", json!({})).await;
+        if pool["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "healthy")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backends never became healthy: {pool}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    a.task.abort();
+    let _ = a.task.await;
+    let mut answers = HashMap::new();
+    for _ in 0..100 {
+        let (status, name) = through_edge(&server, "hc.exemplo.com", "/x").await;
+        assert_eq!(status, 200, "no 5xx after the backend died: {name}");
+        *answers.entry(name).or_insert(0) += 1;
+    }
+    assert_eq!(answers.get("b"), Some(&100));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, list) = api(&server, &session, "GET", "/api/backends", json!({})).await;
+        let statuses: Vec<&str> = list["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["status"].as_str().unwrap())
+            .collect();
+        if statuses.contains(&"unhealthy") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead backend was never marked unhealthy: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.wait_for_log("backend health changed");
+}
+
+#[tokio::test]
+async fn configuration_changes_under_load_lose_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("ops@exemplo.com").await;
+    let (a, b) = (upstream("a", Duration::ZERO).await, upstream("b", Duration::ZERO).await);
+    setup(&server, &session, "live", "round_robin", "live.exemplo.com", &[(&a, 1)]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (stop, url) = (Arc::clone(&stop), server.url("edge_http", "/steady"));
+        tokio::spawn(async move {
+            let http = client();
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) && ok + failed.len() < 20_000 {
+                match http.get(&url).header("host", "live.exemplo.com").send().await {
+                    Ok(response) if response.status() == 200 => ok += 1,
+                    Ok(response) => failed.push(response.status().as_u16()),
+                    Err(err) => failed.push(if err.is_connect() { 1 } else { 0 }),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    for round in 0..15 {
+        let algorithm = [
+            "least_connections",
+            "adaptive_ai",
+            "weighted_round_robin",
+            "ip_hash",
+            "round_robin",
+        ][round % 5];
+        let (status, _) = api(
+            &server,
+            &session,
+            "PUT",
+            "/api/pools/live",
+            json!({"algorithm": algorithm}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, added) = api(
+            &server,
+            &session,
+            "POST",
+            "/api/backends",
+            json!({"address": b.addr.to_string(), "pool": "live"}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let (status, route) = api(
+            &server,
+            &session,
+            "POST",
+            "/api/routes",
+            json!({"host": format!("extra{round}.exemplo.com"), "pool": "live"}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let (status, _) = api(
+            &server,
+            &session,
+            "DELETE",
+            &format!("/api/backends/{}", added["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 204);
+        let (status, _) = api(
+            &server,
+            &session,
+            "DELETE",
+            &format!("/api/routes/{}", route["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 204);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(ok > 100, "only {ok} requests went through");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(10)]
+    );
+}
+
+#[tokio::test]
+async fn the_configuration_api_validates_with_the_seed_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let owner = server.sign_up("ops@exemplo.com").await;
+    let other = server.sign_up("other@exemplo.com").await;
+    let a = upstream("a", Duration::ZERO).await;
+    setup(&server, &owner, "web", "round_robin", "shop.exemplo.com", &[(&a, 100)]).await;
+
+    let cases = [
+        (
+            "POST",
+            "/api/pools",
+            json!({"name": "x", "algorithm": "random"}),
+            422,
+            "INVALID_ALGORITHM",
+        ),
+        ("POST", "/api/pools", json!({"name": "web"}), 409, "POOL_ALREADY_EXISTS"),
+        (
+            "POST",
+            "/api/pools",
+            json!({"name": "y", "health_check": {"interval": "5s", "timeout": "5s"}}),
+            422,
+            "HEALTH_CHECK_FAILED",
+        ),
+        (
+            "POST",
+            "/api/pools",
+            json!({"name": "z", "health_check": {"interval": "soon"}}),
+            422,
+            "HEALTH_CHECK_FAILED",
+        ),
+        ("GET", "/api/pools/nope", json!({}), 404, "POOL_NOT_FOUND"),
+        (
+            "POST",
+            "/api/backends",
+            json!({"address": "not an address", "pool": "web"}),
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "POST",
+            "/api/backends",
+            json!({"address": "10.0.0.1:80", "pool": "web", "weight": 5000}),
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "POST",
+            "/api/backends",
+            json!({"address": "10.0.0.1:80", "pool": "nope"}),
+            404,
+            "POOL_NOT_FOUND",
+        ),
+        ("GET", "/api/backends/nope", json!({}), 404, "BACKEND_NOT_FOUND"),
+        (
+            "POST",
+            "/api/routes",
+            json!({"host": "bad host", "pool": "web"}),
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "POST",
+            "/api/routes",
+            json!({"host": "shop.exemplo.com", "pool": "web"}),
+            409,
+            "CONFLICT",
+        ),
+        ("DELETE", "/api/pools/web", json!({}), 409, "CONFLICT"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, answer) = api(&server, &owner, method, path, body.clone()).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path} {body}: {answer}"
+        );
+    }
+    let (status, answer) = api(
+        &server,
+        &owner,
+        "POST",
+        "/api/pools",
+        json!({"name": "y", "health_check": {"interval": "5s", "timeout": "5s"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["details"]["field"].as_str()),
+        (422, Some("health_check.timeout"))
+    );
+
+    // Another tenant cannot claim the host, and sees none of the first tenant's pools.
+    api(&server, &other, "POST", "/api/pools", json!({"name": "web"})).await;
+    let (status, answer) = api(
+        &server,
+        &other,
+        "POST",
+        "/api/routes",
+        json!({"host": "shop.exemplo.com", "path_prefix": "/x", "pool": "web"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["details"]["constraint"].as_str()),
+        (409, Some("owned_by_another_tenant"))
+    );
+    let (_, pools) = api(&server, &other, "GET", "/api/pools", json!({})).await;
+    assert_eq!(pools["pools"].as_array().unwrap().len(), 1);
+    assert!(pools["pools"][0]["backends"].as_array().unwrap().is_empty());
+
+    let (status, seen) = api(&server, &owner, "GET", "/api/pools", json!({})).await;
+    assert_eq!(status, 200);
+    let pool = &seen["pools"][0];
+    assert_eq!(
+        (pool["name"].as_str(), pool["algorithm"].as_str()),
+        (Some("web"), Some("round_robin"))
+    );
+    assert_eq!(pool["health_check"]["interval"], "10s");
+    assert_eq!(pool["backends"][0]["status"], "healthy");
+    assert_eq!(pool["backends"][0]["weight"], 100);
+
+    // Unknown hosts and pools without healthy backends answer in the standard body.
+    let (status, body) = through_edge(&server, "unknown.exemplo.com", "/").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+    api(&server, &owner, "POST", "/api/pools", json!({"name": "empty"})).await;
+    api(
+        &server,
+        &owner,
+        "POST",
+        "/api/routes",
+        json!({"host": "empty.exemplo.com", "pool": "empty"}),
+    )
+    .await;
+    let (status, body) = through_edge(&server, "empty.exemplo.com", "/").await;
+    assert_eq!(status, 503, "{body}");
+}
