@@ -86,15 +86,35 @@ async fn forward(
         );
     };
     let route = Arc::clone(route);
+    if let Some(problem) = framing_problem(request.headers()) {
+        return bad_framing(problem, request_id);
+    }
     let bodiless = is_bodiless(request.headers());
+    let chunked = request.headers().contains_key(TRANSFER_ENCODING);
     let (mut parts, body) = request.into_parts();
+    // A chunked body is checked up to its first chunk before anything is sent upstream, so
+    // that a malformed one never reaches a backend.
+    let body = if chunked {
+        let mut body = body;
+        match body.frame().await {
+            Some(Ok(first)) => Prefetched {
+                first: Some(first),
+                rest: body,
+            }
+            .boxed(),
+            Some(Err(_)) => return bad_framing("malformed chunked body", request_id),
+            None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
+        }
+    } else {
+        body.boxed()
+    };
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, peer, scheme, &host);
     if let Ok(value) = HeaderValue::from_str(request_id) {
         parts.headers.insert(REQUEST_ID, value);
     }
     let path_and_query = parts.uri.path_and_query().cloned();
-    let mut body = Some(body.boxed());
+    let mut body = Some(body);
     let mut avoid: Option<String> = None;
     let attempts = if bodiless { 1 + edge.settings.retries } else { 1 };
 
@@ -217,6 +237,75 @@ impl Body for GuardedBody {
     }
 }
 
+/// A body whose first frame was read ahead.
+struct Prefetched {
+    first: Option<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl Body for Prefetched {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+}
+
+/// Why a request's framing is ambiguous, if it is: the classic request-smuggling shapes
+/// (both lengths, several lengths, odd lengths, transfer codings that do not end in
+/// `chunked`). Such requests are refused, never normalised.
+fn framing_problem(headers: &HeaderMap) -> Option<&'static str> {
+    let lengths: Vec<&HeaderValue> = headers.get_all(CONTENT_LENGTH).iter().collect();
+    let codings: Vec<&HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().collect();
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
+    if lengths.len() > 1 {
+        return Some("more than one Content-Length");
+    }
+    if let Some(length) = lengths.first()
+        && (length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit))
+    {
+        return Some("invalid Content-Length");
+    }
+    if !codings.is_empty() {
+        let mut tokens = Vec::new();
+        for value in codings {
+            let Ok(text) = value.to_str() else {
+                return Some("invalid Transfer-Encoding");
+            };
+            tokens.extend(text.split(',').map(|t| t.trim().to_ascii_lowercase()));
+        }
+        let chunked_last = tokens.last().is_some_and(|t| t == "chunked");
+        let chunked_once = tokens.iter().filter(|t| *t == "chunked").count() == 1;
+        if !chunked_last || !chunked_once || tokens.iter().any(String::is_empty) {
+            return Some("Transfer-Encoding must end with a single chunked");
+        }
+    }
+    None
+}
+
+fn bad_framing(problem: &str, request_id: &str) -> Response<EdgeBody> {
+    let mut response = error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        &format!("ambiguous request framing: {problem}"),
+        request_id,
+    );
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// The host a request is for: the `Host` header, or the authority of an HTTP/2 request;
 /// lower case, without the port.
 fn host_of<B>(request: &Request<B>) -> Option<String> {
@@ -337,6 +426,33 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_named() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert_eq!(framing_problem(&headers(&[("content-length", "5")])), None);
+        assert_eq!(
+            framing_problem(&headers(&[("transfer-encoding", "gzip, chunked")])),
+            None
+        );
+        for bad in [
+            headers(&[("content-length", "5"), ("transfer-encoding", "chunked")]),
+            headers(&[("content-length", "5"), ("content-length", "5")]),
+            headers(&[("content-length", "5, 5")]),
+            headers(&[("content-length", "+5")]),
+            headers(&[("transfer-encoding", "chunked, identity")]),
+            headers(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]),
+            headers(&[("transfer-encoding", "xchunked")]),
+        ] {
+            assert!(framing_problem(&bad).is_some(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod edge;
 mod errors;
+mod framing;
 mod harness;
 mod identity;
 mod magic;
