@@ -33,6 +33,8 @@ pub struct PoolRuntime {
     pub backends: Vec<Arc<BackendState>>,
     /// The health check that applies to each backend (its own, or the pool's).
     pub checks: Vec<HealthCheck>,
+    /// Sticky sessions: the cookie that pins a client, and each backend's opaque token.
+    pub sticky: Option<Sticky>,
     weights: Vec<u32>,
     cursor: AtomicUsize,
     cycle: Vec<u16>,
@@ -50,6 +52,7 @@ impl PoolRuntime {
     ) -> PoolRuntime {
         let weights: Vec<u32> = backends.iter().map(|(_, w, _)| (*w).max(1)).collect();
         let checks = backends.iter().map(|(_, _, c)| c.clone()).collect();
+        let sticky = None;
         let cycle = smooth_cycle(&weights);
         PoolRuntime {
             id,
@@ -59,10 +62,52 @@ impl PoolRuntime {
             health_check,
             backends: backends.into_iter().map(|(b, _, _)| b).collect(),
             checks,
+            sticky,
             weights,
             cursor: AtomicUsize::new(0),
             cycle,
         }
+    }
+
+    /// Turns on sticky sessions, signing backend tokens with `key`.
+    #[must_use]
+    pub fn with_sticky_sessions(mut self, key: &[u8]) -> PoolRuntime {
+        let cookie = format!(
+            "vf_sticky_{}",
+            &veloflux_secrets::hmac_sha256_hex(key, self.id.as_bytes())[..12]
+        );
+        let tokens = self
+            .backends
+            .iter()
+            .map(|b| {
+                veloflux_secrets::hmac_sha256_hex(key, format!("{}/{}", self.id, b.id).as_bytes())[..32].to_owned()
+            })
+            .collect();
+        self.sticky = Some(Sticky { cookie, tokens });
+        self
+    }
+
+    /// The backend a sticky cookie names, if it is available.
+    pub fn pinned(&self, cookie_header: Option<&str>) -> Option<Arc<BackendState>> {
+        let sticky = self.sticky.as_ref()?;
+        let value = cookie_header?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == sticky.cookie)
+            .map(|(_, value)| value.trim())?;
+        let index = sticky.tokens.iter().position(|t| t == value)?;
+        let backend = &self.backends[index];
+        backend.available().then(|| Arc::clone(backend))
+    }
+
+    /// The `Set-Cookie` value that pins a client to `backend`.
+    pub fn pin_cookie(&self, backend: &BackendState) -> Option<String> {
+        let sticky = self.sticky.as_ref()?;
+        let index = self.backends.iter().position(|b| b.id == backend.id)?;
+        Some(format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax",
+            sticky.cookie, sticky.tokens[index]
+        ))
     }
 
     /// Chooses a backend for a request from `client`, skipping unavailable ones and `avoid`
@@ -144,6 +189,16 @@ impl PoolRuntime {
         let unit = (bits as f64 + 1.0) / ((1u64 << 53) as f64 + 1.0);
         -unit.ln() / f64::from(self.weights[i])
     }
+}
+
+/// Sticky-session settings of a pool: the cookie name and, per backend, an opaque token
+/// (an HMAC of the backend id), so the cookie reveals nothing and cannot be forged.
+#[derive(Debug)]
+pub struct Sticky {
+    /// Cookie name.
+    pub cookie: String,
+    /// Token per backend, in backend order.
+    pub tokens: Vec<String>,
 }
 
 /// The smooth weighted round-robin order (nginx's algorithm): each backend appears in

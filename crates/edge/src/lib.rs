@@ -47,6 +47,19 @@ pub struct EdgeSettings {
     pub max_idle_per_backend: usize,
 }
 
+/// Secret material of the edge.
+#[derive(Clone)]
+pub struct EdgeKeys {
+    /// Signs sticky-session cookies.
+    pub sticky: Vec<u8>,
+}
+
+impl std::fmt::Debug for EdgeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EdgeKeys(***)")
+    }
+}
+
 impl Default for EdgeSettings {
     fn default() -> Self {
         EdgeSettings {
@@ -65,12 +78,13 @@ pub struct Edge {
     checker: health::HealthChecker,
     client: Client<HttpConnector, EdgeBody>,
     settings: EdgeSettings,
+    keys: EdgeKeys,
     events: broadcast::Sender<HealthEvent>,
 }
 
 impl Edge {
     /// An edge with no routes.
-    pub fn new(settings: EdgeSettings) -> Arc<Edge> {
+    pub fn new(settings: EdgeSettings, keys: EdgeKeys) -> Arc<Edge> {
         let (events, _) = broadcast::channel(1024);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -84,6 +98,7 @@ impl Edge {
             checker: health::HealthChecker::new(events.clone()),
             client,
             settings,
+            keys,
             events,
         })
     }
@@ -91,7 +106,7 @@ impl Edge {
     /// Swaps in a new configuration; must be called inside a Tokio runtime (it starts and
     /// stops health-check tasks).
     pub fn apply(&self, config: &EdgeConfig) {
-        let next = snapshot::Snapshot::build(config, &self.snapshot.load());
+        let next = snapshot::Snapshot::build(config, &self.snapshot.load(), &self.keys.sticky);
         self.checker.reconcile(&next);
         self.snapshot.store(Arc::new(next));
     }

@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
@@ -117,9 +119,25 @@ async fn forward(
     let mut body = Some(body);
     let mut avoid: Option<String> = None;
     let attempts = if bodiless { 1 + edge.settings.retries } else { 1 };
+    let idempotent = matches!(
+        parts.method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::TRACE
+    );
+    let pinned = route
+        .pool
+        .pinned(parts.headers.get(COOKIE).and_then(|v| v.to_str().ok()));
 
     for attempt in 0..attempts {
-        let Some(backend) = route.pool.pick(peer.ip(), avoid.as_deref()) else {
+        let chosen = match &pinned {
+            Some(backend) if attempt == 0 => Some(Arc::clone(backend)),
+            _ => route.pool.pick(peer.ip(), avoid.as_deref()),
+        };
+        let Some(backend) = chosen else {
             let message = format!("no healthy backend in pool {}", route.pool.name);
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -168,6 +186,13 @@ async fn forward(
                 }
                 let (mut head, body) = response.into_parts();
                 strip_hop_by_hop(&mut head.headers);
+                let repin = pinned.as_ref().is_none_or(|p| p.id != backend.id);
+                if repin
+                    && let Some(cookie) = route.pool.pin_cookie(&backend)
+                    && let Ok(value) = HeaderValue::from_str(&cookie)
+                {
+                    head.headers.append(SET_COOKIE, value);
+                }
                 return Response::from_parts(
                     head,
                     GuardedBody {
@@ -182,7 +207,10 @@ async fn forward(
                 if backend.record_failure(connect) {
                     tracing::warn!(backend_id = %backend.id, address = %backend.authority, error = %err, "backend ejected after failures");
                 }
-                if connect && attempt + 1 < attempts {
+                // Retry on another backend when nothing can have been processed twice: the
+                // connection never opened, or the method is idempotent (the body, if any, was
+                // not consumed: only bodiless requests get more than one attempt).
+                if (connect || idempotent) && attempt + 1 < attempts {
                     avoid = Some(backend.id.clone());
                     continue;
                 }

@@ -36,7 +36,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a table from `config`, keeping the live state of backends that `previous`
     /// already knew (same id and address), so health and load survive reconfiguration.
-    pub fn build(config: &EdgeConfig, previous: &Snapshot) -> Snapshot {
+    pub fn build(config: &EdgeConfig, previous: &Snapshot, sticky_key: &[u8]) -> Snapshot {
         let known: HashMap<&str, &Arc<BackendState>> = previous
             .pools
             .values()
@@ -78,6 +78,11 @@ impl Snapshot {
                 pool.health_check.clone(),
                 backends,
             );
+            let runtime = if pool.sticky_sessions {
+                runtime.with_sticky_sessions(sticky_key)
+            } else {
+                runtime
+            };
             pools.insert(pool.id.clone(), Arc::new(runtime));
         }
         let mut exact: HashMap<String, Vec<Arc<RouteEntry>>> = HashMap::new();
@@ -172,7 +177,7 @@ mod tests {
 
     #[test]
     fn exact_hosts_then_wildcards_then_longest_prefix() {
-        let snapshot = Snapshot::build(&config(), &Snapshot::default());
+        let snapshot = Snapshot::build(&config(), &Snapshot::default(), b"k");
         let at = |host: &str, path: &str| snapshot.route(host, path).map(|e| e.route_id.clone());
         assert_eq!(at("app.example.com", "/api/users").as_deref(), Some("r2"));
         assert_eq!(at("app.example.com", "/api").as_deref(), Some("r2"));
@@ -185,10 +190,10 @@ mod tests {
 
     #[test]
     fn rebuilding_keeps_backend_state() {
-        let first = Snapshot::build(&config(), &Snapshot::default());
+        let first = Snapshot::build(&config(), &Snapshot::default(), b"k");
         let state = Arc::clone(&first.pools["web"].backends[0]);
         let _busy = state.begin();
-        let second = Snapshot::build(&config(), &first);
+        let second = Snapshot::build(&config(), &first, b"k");
         assert!(Arc::ptr_eq(&state, &second.pools["web"].backends[0]));
         assert_eq!(second.pools["web"].backends[0].in_flight(), 1);
     }

@@ -43,6 +43,7 @@ const SEALED_PREFIX: &str = "v1.";
 /// The 256-bit key that protects secrets at rest.
 pub struct SecretKey {
     key: LessSafeKey,
+    raw: [u8; 32],
 }
 
 impl fmt::Debug for SecretKey {
@@ -74,8 +75,10 @@ impl SecretKey {
             return Err(SecretError::BadKey);
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SecretError::BadKey)?;
+        let raw: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
         Ok(SecretKey {
             key: LessSafeKey::new(key),
+            raw,
         })
     }
 
@@ -98,6 +101,13 @@ impl SecretKey {
             }
             Err(err) => Err(io(err)),
         }
+    }
+
+    /// A key for another purpose, derived from this one (HMAC-SHA256 of `purpose`), so that
+    /// one secret protects several things without reusing key material.
+    pub fn derive(&self, purpose: &[u8]) -> Vec<u8> {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.raw);
+        ring::hmac::sign(&key, purpose).as_ref().to_vec()
     }
 
     /// Encrypts `plaintext`; the result is text safe to store in any column.

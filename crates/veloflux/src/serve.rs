@@ -53,7 +53,13 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     if let Some(https) = &config.edge_https_addr {
         warn!(addr = %https, "edge.https_addr is set but HTTPS on the edge is not implemented yet; not listening");
     }
-    let edge = veloflux_edge::Edge::new(config.edge);
+    let secret = Arc::new(secret_key(&config)?);
+    let edge = veloflux_edge::Edge::new(
+        config.edge,
+        veloflux_edge::EdgeKeys {
+            sticky: secret.derive(b"edge sticky sessions"),
+        },
+    );
 
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let system = System::new(
@@ -108,7 +114,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         });
     }
 
-    match prepare(&config, &store, &system, &edge).await {
+    match prepare(&config, &store, &system, &edge, secret).await {
         Ok((app, layers)) => {
             *api_app.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 veloflux_api::finish_with(app, metrics.clone(), config.http, layers);
@@ -173,6 +179,7 @@ async fn prepare(
     store: &Store,
     system: &System,
     edge: &Arc<veloflux_edge::Edge>,
+    secret: Arc<SecretKey>,
 ) -> Result<(Router, ApiLayers), Failure> {
     let applied = store
         .migrate()
@@ -196,7 +203,6 @@ async fn prepare(
         }
     }
 
-    let secret = Arc::new(secret_key(config)?);
     let tokens = veloflux_identity::load_tokens(store.clone(), Arc::clone(&secret), config.tokens.clone())
         .await
         .map_err(|e| Failure::runtime(format!("cannot load the token signing keys: {}", chain(&e))))?;

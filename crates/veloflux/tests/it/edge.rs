@@ -518,3 +518,95 @@ async fn the_configuration_api_validates_with_the_seed_codes() {
     let (status, body) = through_edge(&server, "empty.exemplo.com", "/").await;
     assert_eq!(status, 503, "{body}");
 }
+
+#[tokio::test]
+async fn sticky_sessions_hold_and_re_pin_when_the_backend_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("ops@exemplo.com").await;
+    let upstreams = [
+        upstream("a", Duration::ZERO).await,
+        upstream("b", Duration::ZERO).await,
+        upstream("c", Duration::ZERO).await,
+    ];
+    let check = json!({"path": "/health", "interval": "300ms", "timeout": "200ms", "rise": 1, "fall": 1});
+    let body = json!({"name": "sticky", "algorithm": "round_robin", "sticky_sessions": true, "health_check": check});
+    assert_eq!(api(&server, &session, "POST", "/api/pools", body).await.0, 201);
+    for upstream in &upstreams {
+        api(
+            &server,
+            &session,
+            "POST",
+            "/api/backends",
+            json!({"address": upstream.addr.to_string(), "pool": "sticky"}),
+        )
+        .await;
+    }
+    api(
+        &server,
+        &session,
+        "POST",
+        "/api/routes",
+        json!({"host": "sticky.exemplo.com", "pool": "sticky"}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while api(&server, &session, "GET", "/api/pools/sticky", json!({})).await.1["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["status"] != "healthy")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "backends never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let http = client();
+    let get = |cookie: Option<String>| {
+        let request = http
+            .get(server.url("edge_http", "/page"))
+            .header("host", "sticky.exemplo.com");
+        let request = match cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let set = response
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), set, response.text().await.unwrap())
+        }
+    };
+    let (status, set, first) = get(None).await;
+    assert_eq!(status, 200);
+    let set = set.expect("a sticky pool pins new clients");
+    assert!(
+        set.contains("HttpOnly") && !set.contains("127.0.0.1"),
+        "the cookie names no address: {set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    for _ in 0..10 {
+        let (status, again, name) = get(Some(cookie.clone())).await;
+        assert_eq!((status, name.as_str()), (200, first.as_str()));
+        assert!(again.is_none(), "a pinned client is not re-pinned");
+    }
+    let forged = format!("{}=0123456789abcdef0123456789abcdef", cookie.split('=').next().unwrap());
+    assert_eq!(get(Some(forged)).await.0, 200, "a forged cookie is ignored");
+
+    let pinned = upstreams.iter().find(|u| u.seen.lock().unwrap().len() > 1).unwrap();
+    pinned.task.abort();
+    let (status, repinned, other) = get(Some(cookie.clone())).await;
+    assert_eq!(status, 200);
+    assert_ne!(other, first);
+    let new_cookie = repinned
+        .expect("re-pinned after failure")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        assert_eq!(get(Some(new_cookie.clone())).await.2, other);
+    }
+}
