@@ -45,6 +45,8 @@ pub struct EdgeSettings {
     pub retries: u32,
     /// Idle upstream connections kept per backend.
     pub max_idle_per_backend: usize,
+    /// How long a WebSocket (or other upgraded) tunnel may carry nothing before it is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Secret material of the edge.
@@ -67,6 +69,7 @@ impl Default for EdgeSettings {
             response_timeout: Duration::from_secs(60),
             retries: 1,
             max_idle_per_backend: 256,
+            tunnel_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -155,7 +158,9 @@ impl Edge {
                 let edge = Arc::clone(&edge);
                 async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, request, peer, "http").await) }
             });
-            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 if let Err(err) = connection.await {

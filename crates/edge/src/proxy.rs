@@ -10,11 +10,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
 
 use crate::Edge;
 use crate::backend::InFlight;
@@ -90,6 +92,9 @@ async fn forward(
     let route = Arc::clone(route);
     if let Some(problem) = framing_problem(request.headers()) {
         return bad_framing(problem, request_id);
+    }
+    if wants_upgrade(&request) {
+        return upgrade(edge, request, &route, peer, scheme, &host, request_id).await;
     }
     let bodiless = is_bodiless(request.headers());
     let chunked = request.headers().contains_key(TRANSFER_ENCODING);
@@ -263,6 +268,158 @@ impl Body for GuardedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Whether a request asks to switch protocols (WebSocket): HTTP/1.1 with `Upgrade` and a
+/// `Connection` header naming it.
+fn wants_upgrade<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.headers().contains_key(UPGRADE)
+        && request
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Proxies a protocol switch: the upgrade request goes to a backend as is; when it agrees
+/// (101), bytes flow both ways until either side closes or the tunnel is idle too long.
+async fn upgrade(
+    edge: &Edge,
+    mut request: Request<Incoming>,
+    route: &crate::snapshot::RouteEntry,
+    peer: SocketAddr,
+    scheme: &'static str,
+    host: &str,
+    request_id: &str,
+) -> Response<EdgeBody> {
+    let pinned = route
+        .pool
+        .pinned(request.headers().get(COOKIE).and_then(|v| v.to_str().ok()));
+    let Some(backend) = pinned.or_else(|| route.pool.pick(peer.ip(), None)) else {
+        let message = format!("no healthy backend in pool {}", route.pool.name);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            &message,
+            request_id,
+        );
+    };
+    let downstream = hyper::upgrade::on(&mut request);
+    let protocol = request.headers().get(UPGRADE).cloned();
+    let (mut parts, _) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    add_forwarding(&mut parts.headers, peer, scheme, host);
+    if let Some(protocol) = protocol {
+        parts.headers.insert(UPGRADE, protocol);
+        parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(backend.authority.as_str())
+        .path_and_query(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .map_or_else(|| "/".to_owned(), |pq| pq.to_string()),
+        )
+        .build();
+    let Ok(uri) = uri else {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "SERVICE_UNAVAILABLE",
+            "invalid backend address",
+            request_id,
+        );
+    };
+    let mut upstream = Request::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = parts.headers;
+    let guard = backend.begin();
+    let mut response = match tokio::time::timeout(edge.settings.response_timeout, edge.client.request(upstream)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            backend.record_failure(err.is_connect());
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "SERVICE_UNAVAILABLE",
+                "the backend could not be reached",
+                request_id,
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "SERVICE_UNAVAILABLE",
+                "the backend did not answer in time",
+                request_id,
+            );
+        }
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        return Response::from_parts(
+            head,
+            GuardedBody {
+                inner: body,
+                _guard: guard,
+            }
+            .boxed(),
+        );
+    }
+    backend.record_success();
+    let upstream = hyper::upgrade::on(&mut response);
+    let idle = edge.settings.tunnel_idle_timeout;
+    tokio::spawn(async move {
+        let _guard = guard;
+        match tokio::try_join!(downstream, upstream) {
+            Ok((client, server)) => tunnel(TokioIo::new(client), TokioIo::new(server), idle).await,
+            Err(err) => tracing::debug!(error = %err, "protocol switch did not complete"),
+        }
+    });
+    let (head, _) = response.into_parts();
+    Response::from_parts(
+        head,
+        http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
+    )
+}
+
+/// Copies bytes both ways until one side closes or nothing moves for `idle`.
+async fn tunnel<A, B>(client: A, server: B, idle: std::time::Duration)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut server_read, mut server_write) = tokio::io::split(server);
+    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let deadline = tokio::time::sleep(idle);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            read = client_read.read(&mut up) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if server_write.write_all(&up[..n]).await.is_err() { break },
+            },
+            read = server_read.read(&mut down) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if client_write.write_all(&down[..n]).await.is_err() { break },
+            },
+            () = &mut deadline => {
+                tracing::debug!("closing an idle tunnel");
+                break;
+            }
+        }
+        deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+    }
+    let _ = server_write.shutdown().await;
+    let _ = client_write.shutdown().await;
 }
 
 /// A body whose first frame was read ahead.

@@ -97,7 +97,7 @@ sections! {
     /// `[oidc]`
     RawOidc { allow_private_targets }
     /// `[edge]`: the proxy listeners and upstream behaviour.
-    RawEdge { http_addr, https_addr, connect_timeout, response_timeout, retries }
+    RawEdge { http_addr, https_addr, connect_timeout, response_timeout, retries, websocket_idle_timeout }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
@@ -505,6 +505,7 @@ impl Config {
             connect_timeout: positive("edge.connect_timeout", &raw.edge.connect_timeout, "5s")?,
             response_timeout: positive("edge.response_timeout", &raw.edge.response_timeout, "60s")?,
             retries: u32::try_from(number("edge.retries", &raw.edge.retries, 1, 0, 5)?).unwrap_or(1),
+            tunnel_idle_timeout: positive("edge.websocket_idle_timeout", &raw.edge.websocket_idle_timeout, "5m")?,
             ..veloflux_edge::EdgeSettings::default()
         };
 
@@ -568,6 +569,7 @@ impl Config {
                 "connect_timeout": format!("{}ms", self.edge.connect_timeout.as_millis()),
                 "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),
                 "retries": self.edge.retries,
+                "websocket_idle_timeout": format!("{}ms", self.edge.tunnel_idle_timeout.as_millis()),
             },
             "smtp": self.smtp.as_ref().map(|smtp| serde_json::json!({
                 "host": smtp.host,

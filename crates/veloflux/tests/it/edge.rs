@@ -610,3 +610,86 @@ async fn sticky_sessions_hold_and_re_pin_when_the_backend_fails() {
         assert_eq!(get(Some(new_cookie.clone())).await.2, other);
     }
 }
+
+async fn websocket_upstream() -> SocketAddr {
+    use axum::extract::ws::WebSocketUpgrade;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/ws",
+        axum::routing::get(|ws: WebSocketUpgrade| async {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(message)) = socket.recv().await {
+                    if socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn websockets_pass_through_the_edge_and_idle_tunnels_close() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[("VELOFLUX_EDGE__WEBSOCKET_IDLE_TIMEOUT", "1s")],
+    );
+    let session = server.sign_up("ops@exemplo.com").await;
+    let addr = websocket_upstream().await;
+    api(
+        &server,
+        &session,
+        "POST",
+        "/api/pools",
+        json!({"name": "ws", "health_check": {"enabled": false}}),
+    )
+    .await;
+    api(
+        &server,
+        &session,
+        "POST",
+        "/api/backends",
+        json!({"address": addr.to_string(), "pool": "ws"}),
+    )
+    .await;
+    api(
+        &server,
+        &session,
+        "POST",
+        "/api/routes",
+        json!({"host": "ws.exemplo.com", "pool": "ws"}),
+    )
+    .await;
+
+    let stream = tokio::net::TcpStream::connect(server.listeners["edge_http"])
+        .await
+        .unwrap();
+    let (mut socket, response) = tokio_tungstenite::client_async("ws://ws.exemplo.com/ws", stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    for text in ["olá", "segunda mensagem"] {
+        socket.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    // Nothing for longer than the idle timeout: the edge closes the tunnel.
+    let closed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("the idle tunnel was not closed");
+    assert!(
+        matches!(closed, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{closed:?}"
+    );
+}
