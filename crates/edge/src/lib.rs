@@ -12,6 +12,7 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod health;
+pub mod metrics;
 mod proxy;
 pub mod snapshot;
 
@@ -83,11 +84,42 @@ pub struct Edge {
     settings: EdgeSettings,
     keys: EdgeKeys,
     events: broadcast::Sender<HealthEvent>,
+    metrics: metrics::EdgeMetrics,
+    metered: std::sync::Mutex<std::collections::HashMap<String, RouteUsage>>,
+}
+
+/// A route's traffic: cumulative inside the edge, a delta when handed to the meter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Requests by status class (1xx to 5xx).
+    pub requests_by_class: [u64; 5],
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    /// Requests in all.
+    pub fn requests(&self) -> u64 {
+        self.requests_by_class.iter().sum()
+    }
+}
+
+/// Traffic of one route since the previous meter reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteUsage {
+    /// Owner tenant.
+    pub tenant_id: String,
+    /// Route id.
+    pub route_id: String,
+    /// The traffic.
+    pub traffic: Traffic,
 }
 
 impl Edge {
     /// An edge with no routes.
-    pub fn new(settings: EdgeSettings, keys: EdgeKeys) -> Arc<Edge> {
+    pub fn new(settings: EdgeSettings, keys: EdgeKeys, registry: Option<&prometheus::Registry>) -> Arc<Edge> {
         let (events, _) = broadcast::channel(1024);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -103,13 +135,15 @@ impl Edge {
             settings,
             keys,
             events,
+            metrics: metrics::EdgeMetrics::new(registry),
+            metered: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
     /// Swaps in a new configuration; must be called inside a Tokio runtime (it starts and
     /// stops health-check tasks).
     pub fn apply(&self, config: &EdgeConfig) {
-        let next = snapshot::Snapshot::build(config, &self.snapshot.load(), &self.keys.sticky);
+        let next = snapshot::Snapshot::build(config, &self.snapshot.load(), &self.keys.sticky, &self.metrics);
         self.checker.reconcile(&next);
         self.snapshot.store(Arc::new(next));
     }
@@ -128,6 +162,47 @@ impl Edge {
             .flat_map(|p| p.backends.iter())
             .find(|b| b.id == backend_id)
             .map(|b| b.health())
+    }
+
+    /// Traffic per route since the previous call, for metering; routes without traffic are
+    /// left out.
+    pub fn take_usage(&self) -> Vec<RouteUsage> {
+        let snapshot = self.snapshot.load();
+        let mut last = self.metered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut usage = Vec::new();
+        for route in snapshot.routes() {
+            let (bytes_in, bytes_out) = route.metrics.bytes();
+            let now = Traffic {
+                requests_by_class: route.metrics.requests_by_class(),
+                bytes_in,
+                bytes_out,
+            };
+            let before = last.get(&route.route_id).map(|u| u.traffic).unwrap_or_default();
+            let mut delta = Traffic {
+                bytes_in: now.bytes_in.saturating_sub(before.bytes_in),
+                bytes_out: now.bytes_out.saturating_sub(before.bytes_out),
+                ..Traffic::default()
+            };
+            for (i, count) in delta.requests_by_class.iter_mut().enumerate() {
+                *count = now.requests_by_class[i].saturating_sub(before.requests_by_class[i]);
+            }
+            last.insert(
+                route.route_id.clone(),
+                RouteUsage {
+                    tenant_id: route.tenant_id.clone(),
+                    route_id: route.route_id.clone(),
+                    traffic: now,
+                },
+            );
+            if delta.requests() > 0 {
+                usage.push(RouteUsage {
+                    tenant_id: route.tenant_id.clone(),
+                    route_id: route.route_id.clone(),
+                    traffic: delta,
+                });
+            }
+        }
+        usage
     }
 
     /// Serves plain HTTP (HTTP/1.1 and h2c) on `listener` until `shutdown` resolves, then
@@ -153,6 +228,7 @@ impl Edge {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            let open = ConnectionCount::new(self.metrics.active_connections.clone());
             let edge = Arc::clone(&self);
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let edge = Arc::clone(&edge);
@@ -163,6 +239,7 @@ impl Edge {
                 .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
+                let _open = open;
                 if let Err(err) = connection.await {
                     tracing::debug!(error = %err, peer = %peer, "edge connection ended with an error");
                 }
@@ -174,5 +251,21 @@ impl Edge {
         }
         self.checker.stop();
         Ok(())
+    }
+}
+
+/// Counts an open client connection until dropped.
+struct ConnectionCount(prometheus::IntGauge);
+
+impl ConnectionCount {
+    fn new(gauge: prometheus::IntGauge) -> ConnectionCount {
+        gauge.inc();
+        ConnectionCount(gauge)
+    }
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

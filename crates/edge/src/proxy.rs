@@ -143,6 +143,7 @@ async fn forward(
             _ => route.pool.pick(peer.ip(), avoid.as_deref()),
         };
         let Some(backend) = chosen else {
+            route.metrics.count(None, 503);
             let message = format!("no healthy backend in pool {}", route.pool.name);
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -151,6 +152,10 @@ async fn forward(
                 request_id,
             );
         };
+        let index = route.pool.backends.iter().position(|b| Arc::ptr_eq(b, &backend));
+        if attempt > 0 {
+            edge.metrics.retry(&route.pool.name);
+        }
         let uri = Uri::builder().scheme("http").authority(backend.authority.as_str());
         let uri = match &path_and_query {
             Some(pq) => uri.path_and_query(pq.clone()),
@@ -165,7 +170,11 @@ async fn forward(
             );
         };
         let upstream_body = match body.take() {
-            Some(body) => body,
+            Some(body) => Counted {
+                inner: body,
+                counter: route.metrics.bytes_in.clone(),
+            }
+            .boxed(),
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
         };
         let mut upstream = Request::new(upstream_body);
@@ -184,6 +193,8 @@ async fn forward(
         match tokio::time::timeout(edge.settings.response_timeout, edge.client.request(upstream)).await {
             Ok(Ok(response)) => {
                 backend.observe(started.elapsed());
+                route.metrics.duration.observe(started.elapsed().as_secs_f64());
+                route.metrics.count(index, response.status().as_u16());
                 if response.status().is_server_error() {
                     backend.record_failure(false);
                 } else {
@@ -198,17 +209,22 @@ async fn forward(
                 {
                     head.headers.append(SET_COOKIE, value);
                 }
+                let counter = route.metrics.bytes_out.clone();
                 return Response::from_parts(
                     head,
                     GuardedBody {
                         inner: body,
                         _guard: guard,
+                        counter,
                     }
                     .boxed(),
                 );
             }
             Ok(Err(err)) => {
                 let connect = err.is_connect();
+                if connect {
+                    edge.metrics.connect_error(&route.pool.name, &backend.authority);
+                }
                 if backend.record_failure(connect) {
                     tracing::warn!(backend_id = %backend.id, address = %backend.authority, error = %err, "backend ejected after failures");
                 }
@@ -220,6 +236,7 @@ async fn forward(
                     continue;
                 }
                 tracing::warn!(backend_id = %backend.id, error = %err, "upstream request failed");
+                route.metrics.count(index, 502);
                 return error(
                     StatusCode::BAD_GATEWAY,
                     "SERVICE_UNAVAILABLE",
@@ -229,6 +246,7 @@ async fn forward(
             }
             Err(_) => {
                 backend.record_failure(false);
+                route.metrics.count(index, 504);
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "SERVICE_UNAVAILABLE",
@@ -251,6 +269,7 @@ async fn forward(
 struct GuardedBody {
     inner: Incoming,
     _guard: InFlight,
+    counter: prometheus::IntCounter,
 }
 
 impl Body for GuardedBody {
@@ -258,7 +277,42 @@ impl Body for GuardedBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that counts the bytes it passes on.
+struct Counted {
+    inner: EdgeBody,
+    counter: prometheus::IntCounter,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -363,11 +417,13 @@ async fn upgrade(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
+        let counter = route.metrics.bytes_out.clone();
         return Response::from_parts(
             head,
             GuardedBody {
                 inner: body,
                 _guard: guard,
+                counter,
             }
             .boxed(),
         );

@@ -22,6 +22,8 @@ pub struct RouteEntry {
     pub ssl_enabled: bool,
     /// Target pool.
     pub pool: Arc<PoolRuntime>,
+    /// Counters of this route.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// The routing table.
@@ -36,7 +38,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a table from `config`, keeping the live state of backends that `previous`
     /// already knew (same id and address), so health and load survive reconfiguration.
-    pub fn build(config: &EdgeConfig, previous: &Snapshot, sticky_key: &[u8]) -> Snapshot {
+    pub fn build(
+        config: &EdgeConfig,
+        previous: &Snapshot,
+        sticky_key: &[u8],
+        metrics: &crate::metrics::EdgeMetrics,
+    ) -> Snapshot {
         let known: HashMap<&str, &Arc<BackendState>> = previous
             .pools
             .values()
@@ -91,11 +98,13 @@ impl Snapshot {
             let Some(pool) = pools.get(&route.pool_id) else {
                 continue;
             };
+            let addresses: Vec<String> = pool.backends.iter().map(|b| b.authority.clone()).collect();
             let entry = Arc::new(RouteEntry {
                 route_id: route.id.clone(),
                 tenant_id: route.tenant_id.clone(),
                 prefix: route.path_prefix.as_str().to_owned(),
                 ssl_enabled: route.ssl_enabled,
+                metrics: metrics.route(&route.tenant_id, &route.id, &pool.name, &addresses),
                 pool: Arc::clone(pool),
             });
             match route.host.as_str().strip_prefix("*.") {
@@ -107,6 +116,11 @@ impl Snapshot {
             entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
         }
         Snapshot { exact, wildcard, pools }
+    }
+
+    /// Every route, once.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<RouteEntry>> {
+        self.exact.values().chain(self.wildcard.values()).flatten()
     }
 
     /// The route for `host` (lower case, no port) and `path`: exact hosts first, then the
@@ -177,7 +191,12 @@ mod tests {
 
     #[test]
     fn exact_hosts_then_wildcards_then_longest_prefix() {
-        let snapshot = Snapshot::build(&config(), &Snapshot::default(), b"k");
+        let snapshot = Snapshot::build(
+            &config(),
+            &Snapshot::default(),
+            b"k",
+            &crate::metrics::EdgeMetrics::new(None),
+        );
         let at = |host: &str, path: &str| snapshot.route(host, path).map(|e| e.route_id.clone());
         assert_eq!(at("app.example.com", "/api/users").as_deref(), Some("r2"));
         assert_eq!(at("app.example.com", "/api").as_deref(), Some("r2"));
@@ -190,10 +209,15 @@ mod tests {
 
     #[test]
     fn rebuilding_keeps_backend_state() {
-        let first = Snapshot::build(&config(), &Snapshot::default(), b"k");
+        let first = Snapshot::build(
+            &config(),
+            &Snapshot::default(),
+            b"k",
+            &crate::metrics::EdgeMetrics::new(None),
+        );
         let state = Arc::clone(&first.pools["web"].backends[0]);
         let _busy = state.begin();
-        let second = Snapshot::build(&config(), &first, b"k");
+        let second = Snapshot::build(&config(), &first, b"k", &crate::metrics::EdgeMetrics::new(None));
         assert!(Arc::ptr_eq(&state, &second.pools["web"].backends[0]));
         assert_eq!(second.pools["web"].backends[0].in_flight(), 1);
     }

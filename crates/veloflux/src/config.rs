@@ -96,6 +96,8 @@ sections! {
     RawRateLimits { free, professional, enterprise, window, auth_per_ip, auth_window }
     /// `[oidc]`
     RawOidc { allow_private_targets }
+    /// `[meter]`
+    RawMeter { flush_interval }
     /// `[edge]`: the proxy listeners and upstream behaviour.
     RawEdge { http_addr, https_addr, connect_timeout, response_timeout, retries, websocket_idle_timeout }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
@@ -130,6 +132,7 @@ pub struct RawConfig {
     pub smtp: RawSmtp,
     pub oidc: RawOidc,
     pub edge: RawEdge,
+    pub meter: RawMeter,
 }
 
 /// A configuration that cannot be used, with the key, the value and its origin.
@@ -224,6 +227,8 @@ pub struct Config {
     pub edge_https_addr: Option<String>,
     /// Proxy timeouts and retries.
     pub edge: veloflux_edge::EdgeSettings,
+    /// How often edge traffic is written to the usage table.
+    pub meter_flush_interval: Duration,
 }
 
 /// Where to read the configuration from.
@@ -510,6 +515,7 @@ impl Config {
         };
 
         Ok(Config {
+            meter_flush_interval: positive("meter.flush_interval", &raw.meter.flush_interval, "10s")?,
             edge_http_addr: addr("edge.http_addr", &raw.edge.http_addr, "0.0.0.0:8000")?,
             edge_https_addr: raw.edge.https_addr.0.clone().filter(|a| !a.trim().is_empty()),
             edge,
@@ -563,6 +569,7 @@ impl Config {
                 "auth_window": format!("{}s", self.rate_limits.auth_window.as_secs()),
             },
             "oidc": {"allow_private_targets": self.oidc_allow_private_targets},
+            "meter": {"flush_interval": format!("{}ms", self.meter_flush_interval.as_millis())},
             "edge": {
                 "http_addr": self.edge_http_addr.to_string(),
                 "https_addr": self.edge_https_addr,

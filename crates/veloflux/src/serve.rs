@@ -54,14 +54,19 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         warn!(addr = %https, "edge.https_addr is set but HTTPS on the edge is not implemented yet; not listening");
     }
     let secret = Arc::new(secret_key(&config)?);
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let edge = veloflux_edge::Edge::new(
         config.edge,
         veloflux_edge::EdgeKeys {
             sticky: secret.derive(b"edge sticky sessions"),
         },
+        Some(metrics.registry()),
     );
-
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let _ = metrics
+        .registry()
+        .register(Box::new(veloflux_edge::metrics::HealthCollector::new(Arc::clone(
+            &edge,
+        ))));
     let system = System::new(
         store.clone(),
         metrics.clone(),
@@ -126,6 +131,12 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             return Err(failure);
         }
     }
+    let meter = tokio::spawn(meter_loop(
+        Arc::clone(&edge),
+        store.clone(),
+        config.meter_flush_interval,
+        shutdown_rx.clone(),
+    ));
     system.mark_ready();
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -155,6 +166,8 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         warn!("grace period over; closing the remaining connections");
         servers.shutdown().await;
     }
+    // The meter flushes what it counted since its last tick before the store closes.
+    let _ = meter.await;
     store.close().await;
     info!("stopped");
     outcome
@@ -264,6 +277,59 @@ async fn prepare(
             .layer(axum::Extension(AuthenticatorHandle(authenticator)))
     });
     Ok((api, layers))
+}
+
+/// Flushes the edge's per-route traffic to `usage_events` every `interval`, and once more
+/// at shutdown.
+async fn meter_loop(
+    edge: Arc<veloflux_edge::Edge>,
+    store: Store,
+    interval: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut since = chrono::Utc::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        let now = chrono::Utc::now();
+        let events: Vec<veloflux_store::UsageEvent> = edge
+            .take_usage()
+            .into_iter()
+            .filter_map(|usage| {
+                let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                let classes = usage.traffic.requests_by_class;
+                Some(veloflux_store::UsageEvent {
+                    tenant_id: veloflux_domain::TenantId::parse(&usage.tenant_id).ok()?,
+                    route_id: Some(usage.route_id),
+                    period_start: since,
+                    period_end: now,
+                    requests: count(usage.traffic.requests()),
+                    bytes_in: count(usage.traffic.bytes_in),
+                    bytes_out: count(usage.traffic.bytes_out),
+                    status_classes: [
+                        count(classes[1]),
+                        count(classes[2]),
+                        count(classes[3]),
+                        count(classes[4]),
+                    ],
+                })
+            })
+            .collect();
+        if !events.is_empty() {
+            match store.record_usage(&events).await {
+                Ok(()) => tracing::debug!(routes = events.len(), "usage flushed"),
+                Err(err) => error!(error = %chain(&err), "could not flush usage; it is lost for this period"),
+            }
+        }
+        since = now;
+        if stopping {
+            break;
+        }
+    }
 }
 
 /// Connects the configuration API to the running edge: every change rebuilds the edge's

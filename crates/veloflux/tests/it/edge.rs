@@ -693,3 +693,75 @@ async fn websockets_pass_through_the_edge_and_idle_tunnels_close() {
         "{closed:?}"
     );
 }
+
+#[tokio::test]
+async fn traffic_is_measured_in_metrics_and_metered_into_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_METER__FLUSH_INTERVAL", "200ms")]);
+    let session = server.sign_up("ops@exemplo.com").await;
+    let a = upstream("a", Duration::ZERO).await;
+    setup(&server, &session, "metered", "round_robin", "m.exemplo.com", &[(&a, 1)]).await;
+    let http = client();
+    for _ in 0..10 {
+        let response = http
+            .post(server.url("edge_http", "/upload"))
+            .header("host", "m.exemplo.com")
+            .body(vec![b'x'; 100])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    through_edge(&server, "nobody.exemplo.com", "/").await;
+
+    let text = http
+        .get(server.url("metrics", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("veloflux_requests_total{") && l.contains("status=\"2xx\"") && l.contains(&session.tenant_id)
+        })
+        .unwrap_or_else(|| panic!("no request counter in:\n{text}"));
+    assert!(
+        line.ends_with(" 10") && line.contains(&format!("backend=\"{}\"", a.addr)) && line.contains("pool=\"metered\""),
+        "{line}"
+    );
+    assert!(
+        text.contains(&format!(
+            "veloflux_backend_health{{backend=\"{}\",pool=\"metered\"}} 1",
+            a.addr
+        )),
+        "{text}"
+    );
+    assert!(text.contains("veloflux_request_duration_seconds_count{"), "{text}");
+    assert!(text.contains("veloflux_active_connections"), "{text}");
+    assert!(
+        !text.contains("nobody.exemplo.com"),
+        "unknown hosts never become labels"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, tenant) = api(
+            &server,
+            &session,
+            "GET",
+            &format!("/api/tenants/{}", session.tenant_id),
+            json!({}),
+        )
+        .await;
+        if tenant["usage"]["requests_per_month"] == 10 {
+            let gb = tenant["usage"]["bandwidth_gb"].as_f64().unwrap();
+            assert!(gb > 0.0 && gb < 0.001, "{tenant}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "usage never metered: {tenant}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
