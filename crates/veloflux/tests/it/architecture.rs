@@ -57,6 +57,15 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         ("veloflux-api", &["veloflux-identity", "figment", "clap"]),
         // Feature crates receive their configuration; only the binary reads it.
         ("veloflux-identity", &["figment", "clap"]),
+        (
+            "veloflux-routing",
+            &["figment", "clap", "veloflux-identity", "veloflux-edge"],
+        ),
+        // The data plane never touches the database or the web framework.
+        (
+            "veloflux-edge",
+            &["sqlx", "axum", "veloflux-store", "veloflux-api", "figment", "clap"],
+        ),
     ];
     for (krate, banned) in forbidden {
         let actual = deps
@@ -72,7 +81,7 @@ fn crates_depend_only_on_what_the_architecture_allows() {
 fn only_the_binary_reads_the_environment_for_configuration() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut offenders = Vec::new();
-    for krate in ["domain", "store", "api", "identity"] {
+    for krate in ["domain", "store", "api", "identity", "edge", "routing", "secrets"] {
         let mut stack = vec![root.join(krate).join("src")];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
