@@ -16,6 +16,7 @@ DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-10000}"
 WORK="$(mktemp -d)"
+chmod 755 "$WORK"   # nginx workers run as an unprivileged user
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -27,7 +28,7 @@ if ! need wrk || ! need nginx || ! need haproxy || ! need caddy; then
 fi
 cargo build --release --locked --quiet
 VF="$PWD/target/release/veloflux"
-ulimit -n 65536 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 UPSTREAM=18080; NGINX=18081; HAPROXY=18082; CADDY=18083; VELOFLUX=18084; API=18085
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
@@ -57,7 +58,7 @@ start_all() { # workers cpuset-of-the-proxies cpuset-of-the-upstream
   cat > "$WORK/haproxy.cfg" <<HAP
 global
   nbthread $workers
-  maxconn 100000
+  maxconn 4000
 defaults
   mode http
   timeout connect 5s
@@ -94,6 +95,9 @@ CADDY
   api /api/backends "{\"address\":\"127.0.0.1:$UPSTREAM\",\"pool\":\"bench\"}" || true
   api /api/routes '{"host":"127.0.0.1","pool":"bench"}' || true
   sleep 1
+  for port in $UPSTREAM $VELOFLUX $NGINX $HAPROXY $CADDY; do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/" || { echo "nothing answers on port $port" >&2; cat "$WORK/vf.log" >&2; exit 1; }
+  done
 }
 
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
@@ -104,7 +108,7 @@ measure() {
 import re, sys
 text = sys.stdin.read()
 def ms(label):
-    m = re.search(r"^\s*" + label + r"%\s+([\d.]+)(us|ms|s)", text, re.M)
+    m = re.search(r"^\s*" + str(label) + r"%\s+([\d.]+)(us|ms|s)", text, re.M)
     value, unit = float(m.group(1)), m.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))

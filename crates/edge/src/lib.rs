@@ -80,7 +80,6 @@ impl Default for EdgeSettings {
 pub struct Edge {
     snapshot: ArcSwap<snapshot::Snapshot>,
     checker: health::HealthChecker,
-    client: Client<HttpConnector, EdgeBody>,
     settings: EdgeSettings,
     keys: EdgeKeys,
     events: broadcast::Sender<HealthEvent>,
@@ -121,17 +120,9 @@ impl Edge {
     /// An edge with no routes.
     pub fn new(settings: EdgeSettings, keys: EdgeKeys, registry: Option<&prometheus::Registry>) -> Arc<Edge> {
         let (events, _) = broadcast::channel(1024);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(settings.max_idle_per_backend)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Arc::new(Edge {
             snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),
             checker: health::HealthChecker::new(events.clone()),
-            client,
             settings,
             keys,
             events,
@@ -205,6 +196,58 @@ impl Edge {
         usage
     }
 
+    /// A pool of upstream connections for the runtime it is created on.
+    fn upstream_client(&self) -> Client<HttpConnector, EdgeBody> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(self.settings.connect_timeout));
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(self.settings.max_idle_per_backend)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector)
+    }
+
+    /// Runs `workers` threads, each with its own single-threaded runtime, its own
+    /// `SO_REUSEPORT` listener on the address of `first` (which must have been bound with
+    /// [`bind_reuseport`]) and its own upstream connection pool: the nginx worker model, so a
+    /// request stays on one core. Blocks until every worker has drained after `shutdown`.
+    pub fn run_workers(
+        self: Arc<Self>,
+        first: std::net::TcpListener,
+        workers: usize,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let addr = first.local_addr()?;
+        let mut first = Some(first);
+        let mut threads = Vec::new();
+        for index in 0..workers.max(1) {
+            let listener = match first.take() {
+                Some(listener) => listener,
+                None => bind_reuseport(addr)?,
+            };
+            let (edge, mut shutdown) = (Arc::clone(&self), shutdown.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("veloflux-edge-{index}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        edge.serve_http(listener, async move {
+                            let _ = shutdown.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                    })
+                })?;
+            threads.push(thread);
+        }
+        for thread in threads {
+            thread
+                .join()
+                .map_err(|_| std::io::Error::other("an edge worker panicked"))??;
+        }
+        Ok(())
+    }
+
     /// Serves plain HTTP (HTTP/1.1 and h2c) on `listener` until `shutdown` resolves, then
     /// lets connections finish their requests.
     pub async fn serve_http(
@@ -212,6 +255,7 @@ impl Edge {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let client = self.upstream_client();
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
@@ -229,10 +273,10 @@ impl Edge {
             };
             let _ = stream.set_nodelay(true);
             let open = ConnectionCount::new(self.metrics.active_connections.clone());
-            let edge = Arc::clone(&self);
+            let (edge, client) = (Arc::clone(&self), client.clone());
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let edge = Arc::clone(&edge);
-                async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, request, peer, "http").await) }
+                let (edge, client) = (Arc::clone(&edge), client.clone());
+                async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, &client, request, peer, "http").await) }
             });
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -268,4 +312,20 @@ impl Drop for ConnectionCount {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// Binds `addr` with `SO_REUSEPORT`, so that several workers can listen on the same port
+/// (and a new process can take the port over from an old one).
+pub fn bind_reuseport(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?,
+        std::net::SocketAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?,
+    };
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }

@@ -42,9 +42,14 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// The upstream connection pool of one worker.
+pub(crate) type Upstream =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, EdgeBody>;
+
 /// Serves one request.
 pub(crate) async fn handle(
     edge: Arc<Edge>,
+    client: &Upstream,
     request: Request<Incoming>,
     peer: SocketAddr,
     scheme: &'static str,
@@ -58,7 +63,7 @@ pub(crate) async fn handle(
         Some(id) => id.to_owned(),
         None => format!("req_{}", uuid::Uuid::now_v7().simple()),
     };
-    let mut response = forward(&edge, request, peer, scheme, &request_id).await;
+    let mut response = forward(&edge, client, request, peer, scheme, &request_id).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -67,6 +72,7 @@ pub(crate) async fn handle(
 
 async fn forward(
     edge: &Edge,
+    client: &Upstream,
     request: Request<Incoming>,
     peer: SocketAddr,
     scheme: &'static str,
@@ -94,7 +100,7 @@ async fn forward(
         return bad_framing(problem, request_id);
     }
     if wants_upgrade(&request) {
-        return upgrade(edge, request, &route, peer, scheme, &host, request_id).await;
+        return upgrade(edge, client, request, &route, peer, scheme, &host, request_id).await;
     }
     let bodiless = is_bodiless(request.headers());
     let chunked = request.headers().contains_key(TRANSFER_ENCODING);
@@ -190,7 +196,7 @@ async fn forward(
 
         let guard = backend.begin();
         let started = Instant::now();
-        match tokio::time::timeout(edge.settings.response_timeout, edge.client.request(upstream)).await {
+        match tokio::time::timeout(edge.settings.response_timeout, client.request(upstream)).await {
             Ok(Ok(response)) => {
                 backend.observe(started.elapsed());
                 route.metrics.duration.observe(started.elapsed().as_secs_f64());
@@ -340,8 +346,10 @@ fn wants_upgrade<B>(request: &Request<B>) -> bool {
 
 /// Proxies a protocol switch: the upgrade request goes to a backend as is; when it agrees
 /// (101), bytes flow both ways until either side closes or the tunnel is idle too long.
+#[allow(clippy::too_many_arguments, reason = "the request path's context, passed once")]
 async fn upgrade(
     edge: &Edge,
+    client: &Upstream,
     mut request: Request<Incoming>,
     route: &crate::snapshot::RouteEntry,
     peer: SocketAddr,
@@ -394,7 +402,7 @@ async fn upgrade(
     *upstream.uri_mut() = uri;
     *upstream.headers_mut() = parts.headers;
     let guard = backend.begin();
-    let mut response = match tokio::time::timeout(edge.settings.response_timeout, edge.client.request(upstream)).await {
+    let mut response = match tokio::time::timeout(edge.settings.response_timeout, client.request(upstream)).await {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             backend.record_failure(err.is_connect());

@@ -99,7 +99,7 @@ sections! {
     /// `[meter]`
     RawMeter { flush_interval }
     /// `[edge]`: the proxy listeners and upstream behaviour.
-    RawEdge { http_addr, https_addr, connect_timeout, response_timeout, retries, websocket_idle_timeout }
+    RawEdge { http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
@@ -229,6 +229,8 @@ pub struct Config {
     pub edge: veloflux_edge::EdgeSettings,
     /// How often edge traffic is written to the usage table.
     pub meter_flush_interval: Duration,
+    /// Edge worker threads (one runtime and one listener each).
+    pub edge_workers: usize,
 }
 
 /// Where to read the configuration from.
@@ -514,7 +516,12 @@ impl Config {
             ..veloflux_edge::EdgeSettings::default()
         };
 
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let edge_workers =
+            usize::try_from(number("edge.workers", &raw.edge.workers, cores as u64, 1, 256)?).unwrap_or(1);
+
         Ok(Config {
+            edge_workers,
             meter_flush_interval: positive("meter.flush_interval", &raw.meter.flush_interval, "10s")?,
             edge_http_addr: addr("edge.http_addr", &raw.edge.http_addr, "0.0.0.0:8000")?,
             edge_https_addr: raw.edge.https_addr.0.clone().filter(|a| !a.trim().is_empty()),
@@ -572,6 +579,7 @@ impl Config {
             "meter": {"flush_interval": format!("{}ms", self.meter_flush_interval.as_millis())},
             "edge": {
                 "http_addr": self.edge_http_addr.to_string(),
+                "workers": self.edge_workers,
                 "https_addr": self.edge_https_addr,
                 "connect_timeout": format!("{}ms", self.edge.connect_timeout.as_millis()),
                 "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),

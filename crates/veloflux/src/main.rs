@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: measured faster than the system allocator on the edge's request path (see
+/// ARCHITECTURE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     veloflux::main()
 }

@@ -37,7 +37,6 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         ("api", config.api_addr),
         ("admin", config.admin_addr),
         ("metrics", config.metrics_addr),
-        ("edge_http", config.edge_http_addr),
     ] {
         let listener = TcpListener::bind(addr)
             .await
@@ -48,8 +47,19 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         info!(name = %name, addr = %bound, "listening");
         listeners.push((name, bound, listener));
     }
-    let addresses: BTreeMap<&'static str, SocketAddr> =
+    let edge_listener = veloflux_edge::bind_reuseport(config.edge_http_addr).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot bind the edge_http listener to {}: {e}",
+            config.edge_http_addr
+        ))
+    })?;
+    let edge_addr = edge_listener
+        .local_addr()
+        .map_err(|e| Failure::runtime(format!("edge_http listener: {e}")))?;
+    info!(name = "edge_http", addr = %edge_addr, "listening");
+    let mut addresses: BTreeMap<&'static str, SocketAddr> =
         listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
+    addresses.insert("edge_http", edge_addr);
     if let Some(https) = &config.edge_https_addr {
         warn!(addr = %https, "edge.https_addr is set but HTTPS on the edge is not implemented yet; not listening");
     }
@@ -90,8 +100,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
-    let mut listeners = listeners.into_iter();
-    for (name, _, listener) in listeners.by_ref().take(apps.len()) {
+    for (name, _, listener) in listeners {
         let Some((_, app)) = apps.iter().find(|(app_name, _)| *app_name == name).cloned() else {
             continue;
         };
@@ -106,16 +115,13 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             (name, result)
         });
     }
-    for (name, _, listener) in listeners {
-        let mut shutdown = shutdown_rx.clone();
-        let edge = Arc::clone(&edge);
+    {
+        let (edge, shutdown, workers) = (Arc::clone(&edge), shutdown_rx.clone(), config.edge_workers);
         servers.spawn(async move {
-            let result = edge
-                .serve_http(listener, async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-            (name, result)
+            let result = tokio::task::spawn_blocking(move || edge.run_workers(edge_listener, workers, shutdown))
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+            ("edge_http", result)
         });
     }
 
