@@ -61,7 +61,7 @@ pub(crate) async fn handle(
         .filter(|v| valid_request_id(v))
     {
         Some(id) => id.to_owned(),
-        None => format!("req_{}", uuid::Uuid::now_v7().simple()),
+        None => next_request_id(),
     };
     let mut response = forward(&edge, client, request, peer, scheme, &request_id).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -187,7 +187,12 @@ async fn forward(
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.version_mut() = Version::HTTP_11;
-        *upstream.headers_mut() = parts.headers.clone();
+        // The headers are needed again only if another attempt may follow.
+        *upstream.headers_mut() = if attempt + 1 < attempts {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
         if !upstream.headers().contains_key(HOST)
             && let Ok(value) = HeaderValue::from_str(&host)
         {
@@ -612,6 +617,17 @@ fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, scheme: &'static st
     if let Ok(value) = HeaderValue::from_str(&format!("for={node};host={host};proto={scheme}")) {
         headers.append(FORWARDED, value);
     }
+}
+
+/// A new request id: `req_` and 32 hex digits, unique per process start (a random base) and
+/// per request (a counter), without a clock read or a random draw on the request path.
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("req_{base:016x}{n:016x}")
 }
 
 fn valid_request_id(id: &str) -> bool {
