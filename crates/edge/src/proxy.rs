@@ -176,9 +176,10 @@ async fn forward(
             );
         };
         let upstream_body = match body.take() {
-            Some(body) => Counted {
+            Some(body) => Metered {
                 inner: body,
                 counter: route.metrics.bytes_in.clone(),
+                _guard: None,
             }
             .boxed(),
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
@@ -223,10 +224,10 @@ async fn forward(
                 let counter = route.metrics.bytes_out.clone();
                 return Response::from_parts(
                     head,
-                    GuardedBody {
+                    Metered {
                         inner: body,
-                        _guard: guard,
                         counter,
+                        _guard: Some(guard),
                     }
                     .boxed(),
                 );
@@ -275,44 +276,18 @@ async fn forward(
     )
 }
 
-/// The response body, holding the backend's in-flight count until it is fully sent or the
-/// client goes away.
-struct GuardedBody {
-    inner: Incoming,
-    _guard: InFlight,
+/// A body that counts the bytes it passes on and, for responses, holds the backend's
+/// in-flight count until it is fully sent or the client goes away.
+struct Metered<B> {
+    inner: B,
     counter: prometheus::IntCounter,
+    _guard: Option<InFlight>,
 }
 
-impl Body for GuardedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.counter.inc_by(data.len() as u64);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that counts the bytes it passes on.
-struct Counted {
-    inner: EdgeBody,
-    counter: prometheus::IntCounter,
-}
-
-impl Body for Counted {
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -433,10 +408,10 @@ async fn upgrade(
         let counter = route.metrics.bytes_out.clone();
         return Response::from_parts(
             head,
-            GuardedBody {
+            Metered {
                 inner: body,
-                _guard: guard,
                 counter,
+                _guard: Some(guard),
             }
             .boxed(),
         );

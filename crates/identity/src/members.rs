@@ -12,13 +12,13 @@ use utoipa_axum::routes;
 use veloflux_api::{
     ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Path, Permission, Principal, Query,
 };
-use veloflux_domain::{Email, Invalid, Password, Role, UserId};
+use veloflux_domain::{Email, Invalid, Role, UserId};
 use veloflux_store::{NewUser, StoreError, Tenant, UserUpdate};
 
+use crate::IdentityState;
 use crate::sessions::audit;
 use crate::tenants::visible_tenant;
 use crate::views::UserView;
-use crate::{IdentityState, hash_password};
 
 /// `{"users": [...]}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -164,14 +164,7 @@ async fn add_user(
             user
         }
         Err(StoreError::NotFound) => {
-            let password_hash = match body.password.as_deref() {
-                Some(raw) => Some(
-                    hash_password(Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?)
-                        .await
-                        .map_err(ApiError::internal)?,
-                ),
-                None => None,
-            };
+            let password_hash = crate::passwords::hash_requested_password(body.password.as_deref()).await?;
             let new = NewUser {
                 email,
                 first_name: body.first_name.trim().to_owned(),

@@ -32,6 +32,17 @@ pub async fn verify_password(candidate: String, phc: String) -> bool {
     .unwrap_or(false)
 }
 
+/// Checks and hashes the optional `password` field of a request; without one the account
+/// signs in by magic link or OIDC.
+pub(crate) async fn hash_requested_password(raw: Option<&str>) -> Result<Option<String>, veloflux_api::ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let password = Password::parse(raw).map_err(|e| veloflux_api::ApiError::invalid("password", &e))?;
+    hash_password(password)
+        .await
+        .map(Some)
+        .map_err(veloflux_api::ApiError::internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

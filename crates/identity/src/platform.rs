@@ -11,12 +11,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use veloflux_api::{ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Pagination, Query};
-use veloflux_domain::{Email, Password, PlatformRole, Role, TenantId};
+use veloflux_domain::{Email, PlatformRole, Role, TenantId};
 use veloflux_store::{AuditEntry, NewUser, PageRequest, StoreError, User};
 
+use crate::IdentityState;
 use crate::sessions::audit;
 use crate::views::rfc3339;
-use crate::{IdentityState, hash_password};
 
 /// A membership in an account view.
 #[derive(Debug, Serialize, ToSchema)]
@@ -214,14 +214,7 @@ async fn create_account(
         Some(raw) => TenantId::parse(raw).map_err(|e| ApiError::invalid("tenant_id", &e))?,
         None => state.store().ensure_default_tenant().await?,
     };
-    let password_hash = match body.password.as_deref() {
-        Some(raw) => Some(
-            hash_password(Password::parse(raw).map_err(|e| ApiError::invalid("password", &e))?)
-                .await
-                .map_err(ApiError::internal)?,
-        ),
-        None => None,
-    };
+    let password_hash = crate::passwords::hash_requested_password(body.password.as_deref()).await?;
     let new = NewUser {
         email,
         first_name: body.first_name.trim().to_owned(),
