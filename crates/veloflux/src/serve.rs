@@ -82,7 +82,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         metrics.clone(),
         env!("CARGO_PKG_VERSION"),
         addresses,
-        Vec::new(),
+        vec![Box::new(ListenerProbe {
+            name: "load_balancer",
+            addr: edge_addr,
+        })],
     );
     let finish = |router: Router| veloflux_api::finish(router, metrics.clone(), config.http);
 
@@ -283,6 +286,36 @@ async fn prepare(
             .layer(axum::Extension(AuthenticatorHandle(authenticator)))
     });
     Ok((api, layers))
+}
+
+/// Reports a listener healthy when it accepts a connection (the edge's, for `/health`'s
+/// `load_balancer` component).
+struct ListenerProbe {
+    name: &'static str,
+    addr: SocketAddr,
+}
+
+impl veloflux_api::system::HealthProbe for ListenerProbe {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut target = self.addr;
+            if target.ip().is_unspecified() {
+                target.set_ip(if target.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            tokio::net::TcpStream::connect(target)
+                .await
+                .map(drop)
+                .map_err(|e| format!("{target}: {e}"))
+        })
+    }
 }
 
 /// Flushes the edge's per-route traffic to `usage_events` every `interval`, and once more

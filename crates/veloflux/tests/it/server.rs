@@ -24,6 +24,7 @@ async fn starts_without_configuration_and_creates_the_data_directory() {
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["components"]["database"], "healthy");
+    assert_eq!(health["components"]["load_balancer"], "healthy");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptime"].as_str().unwrap().ends_with('s'));
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
