@@ -48,6 +48,8 @@ pub struct EdgeSettings {
     pub max_idle_per_backend: usize,
     /// How long a WebSocket (or other upgraded) tunnel may carry nothing before it is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Access log: 0 off, 1 every request, N one request in N.
+    pub access_log_one_in: u32,
 }
 
 /// Secret material of the edge.
@@ -71,6 +73,7 @@ impl Default for EdgeSettings {
             retries: 1,
             max_idle_per_backend: 256,
             tunnel_idle_timeout: Duration::from_secs(300),
+            access_log_one_in: 1,
         }
     }
 }

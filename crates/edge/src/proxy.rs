@@ -46,6 +46,9 @@ const HOP_BY_HOP: [&str; 8] = [
 pub(crate) type Upstream =
     hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, EdgeBody>;
 
+/// Requests seen, for access-log sampling.
+static ACCESS_LOG_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Serves one request.
 pub(crate) async fn handle(
     edge: Arc<Edge>,
@@ -63,7 +66,32 @@ pub(crate) async fn handle(
         Some(id) => id.to_owned(),
         None => next_request_id(),
     };
+    let sample = edge.settings.access_log_one_in;
+    let logged = sample != 0
+        && tracing::enabled!(target: "veloflux::access", tracing::Level::INFO)
+        && ACCESS_LOG_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(u64::from(sample));
+    let context = logged.then(|| {
+        (
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            host_of(&request),
+            std::time::Instant::now(),
+        )
+    });
     let mut response = forward(&edge, client, request, peer, scheme, &request_id).await;
+    if let Some((method, path, host, started)) = context {
+        tracing::info!(
+            target: "veloflux::access",
+            request_id = %request_id,
+            client = %peer.ip(),
+            method = %method,
+            host = host.as_deref().unwrap_or("-"),
+            path = %path,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            "edge request"
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

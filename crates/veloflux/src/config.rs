@@ -99,7 +99,7 @@ sections! {
     /// `[meter]`
     RawMeter { flush_interval }
     /// `[edge]`: the proxy listeners and upstream behaviour.
-    RawEdge { http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout }
+    RawEdge { http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout, access_log }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
@@ -513,6 +513,21 @@ impl Config {
             response_timeout: positive("edge.response_timeout", &raw.edge.response_timeout, "60s")?,
             retries: u32::try_from(number("edge.retries", &raw.edge.retries, 1, 0, 5)?).unwrap_or(1),
             tunnel_idle_timeout: positive("edge.websocket_idle_timeout", &raw.edge.websocket_idle_timeout, "5m")?,
+            access_log_one_in: match raw.edge.access_log.0.as_deref().map(str::trim).unwrap_or("on") {
+                "on" | "all" => 1,
+                "off" => 0,
+                other => other
+                    .strip_prefix("1/")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        fail(
+                            "edge.access_log",
+                            Some(other),
+                            "expected on, off or a sample such as 1/100".into(),
+                        )
+                    })?,
+            },
             ..veloflux_edge::EdgeSettings::default()
         };
 
@@ -585,6 +600,7 @@ impl Config {
                 "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),
                 "retries": self.edge.retries,
                 "websocket_idle_timeout": format!("{}ms", self.edge.tunnel_idle_timeout.as_millis()),
+                "access_log": match self.edge.access_log_one_in { 0 => "off".to_owned(), 1 => "on".to_owned(), n => format!("1/{n}") },
             },
             "smtp": self.smtp.as_ref().map(|smtp| serde_json::json!({
                 "host": smtp.host,
