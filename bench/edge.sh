@@ -85,7 +85,8 @@ CADDY
   VELOFLUX_DATA_DIR="$WORK/vf" VELOFLUX_API_ADDR=127.0.0.1:$API VELOFLUX_ADMIN_ADDR=127.0.0.1:0 VELOFLUX_METRICS_ADDR=127.0.0.1:0 \
     VELOFLUX_EDGE_HTTP_ADDR=127.0.0.1:$VELOFLUX VELOFLUX_LOG=warn VELOFLUX_LOG_FORMAT=json \
     VELOFLUX_ADMIN_EMAIL=bench@veloflux.local VELOFLUX_ADMIN_PASSWORD=bench-password-1 \
-    VELOFLUX_RATE_LIMITS__FREE=1000000 taskset -c "$cpus" "$VF" serve >"$WORK/vf.log" 2>&1 & PIDS+=($!)
+    VELOFLUX_RATE_LIMITS__FREE=1000000 VELOFLUX_EDGE__FREE_RPS=100000000 VELOFLUX_EDGE__FREE_CONCURRENCY=1000000 \
+    VELOFLUX_EDGE__ACCESS_LOG=off taskset -c "$cpus" "$VF" serve >"$WORK/vf.log" 2>&1 & PIDS+=($!)
   for _ in $(seq 1 100); do curl -fs "127.0.0.1:$API/ready" >/dev/null 2>&1 && break; sleep 0.1; done
   local token
   token=$(curl -fs -X POST "127.0.0.1:$API/auth/login" -H 'content-type: application/json' \

@@ -10,6 +10,26 @@ pub struct EdgeConfig {
     pub pools: Vec<PoolConfig>,
     /// Every route.
     pub routes: Vec<RouteConfig>,
+    /// Traffic limits per tenant (from its plan); a tenant without an entry is unlimited.
+    pub tenant_limits: Vec<TenantLimitsEntry>,
+}
+
+/// What one tenant may send through the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Requests per second, sustained (one second's worth may come at once).
+    pub requests_per_second: u32,
+    /// Requests in flight at once.
+    pub concurrent_requests: u32,
+}
+
+/// A tenant's limits, by id.
+#[derive(Debug, Clone)]
+pub struct TenantLimitsEntry {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Its limits.
+    pub limits: TenantLimits,
 }
 
 /// A pool and its backends.

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 mod proxy;
 pub mod snapshot;
@@ -30,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 pub use backend::Health;
-pub use config::{BackendConfig, EdgeConfig, PoolConfig, RouteConfig};
+pub use config::{BackendConfig, EdgeConfig, PoolConfig, RouteConfig, TenantLimits, TenantLimitsEntry};
 pub use health::HealthEvent;
 pub use proxy::EdgeBody;
 
@@ -88,6 +89,7 @@ pub struct Edge {
     events: broadcast::Sender<HealthEvent>,
     metrics: metrics::EdgeMetrics,
     metered: std::sync::Mutex<std::collections::HashMap<String, RouteUsage>>,
+    limiters: std::sync::Mutex<std::collections::HashMap<String, Arc<limits::TenantLimiter>>>,
 }
 
 /// A route's traffic: cumulative inside the edge, a delta when handed to the meter.
@@ -131,13 +133,31 @@ impl Edge {
             events,
             metrics: metrics::EdgeMetrics::new(registry),
             metered: std::sync::Mutex::new(std::collections::HashMap::new()),
+            limiters: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
     /// Swaps in a new configuration; must be called inside a Tokio runtime (it starts and
     /// stops health-check tasks).
     pub fn apply(&self, config: &EdgeConfig) {
-        let next = snapshot::Snapshot::build(config, &self.snapshot.load(), &self.keys.sticky, &self.metrics);
+        let limiters = {
+            let mut registry = self.limiters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            registry.retain(|tenant, _| config.tenant_limits.iter().any(|t| &t.tenant_id == tenant));
+            for entry in &config.tenant_limits {
+                registry
+                    .entry(entry.tenant_id.clone())
+                    .and_modify(|limiter| limiter.update(entry.limits))
+                    .or_insert_with(|| Arc::new(limits::TenantLimiter::new(entry.limits)));
+            }
+            registry.clone()
+        };
+        let next = snapshot::Snapshot::build(
+            config,
+            &self.snapshot.load(),
+            &self.keys.sticky,
+            &self.metrics,
+            &limiters,
+        );
         self.checker.reconcile(&next);
         self.snapshot.store(Arc::new(next));
     }

@@ -69,7 +69,9 @@ pub(crate) async fn handle(
     let sample = edge.settings.access_log_one_in;
     let logged = sample != 0
         && tracing::enabled!(target: "veloflux::access", tracing::Level::INFO)
-        && ACCESS_LOG_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(u64::from(sample));
+        && ACCESS_LOG_COUNTER
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(u64::from(sample));
     let context = logged.then(|| {
         (
             request.method().clone(),
@@ -127,8 +129,16 @@ async fn forward(
     if let Some(problem) = framing_problem(request.headers()) {
         return bad_framing(problem, request_id);
     }
+    let mut slot = match route.limiter.as_ref().map(crate::limits::TenantLimiter::admit) {
+        Some(Err(refusal)) => {
+            route.metrics.count(None, 429);
+            return limited(refusal, request_id);
+        }
+        Some(Ok(slot)) => Some(slot),
+        None => None,
+    };
     if wants_upgrade(&request) {
-        return upgrade(edge, client, request, &route, peer, scheme, &host, request_id).await;
+        return upgrade(edge, client, request, &route, peer, scheme, &host, request_id, slot).await;
     }
     let bodiless = is_bodiless(request.headers());
     let chunked = request.headers().contains_key(TRANSFER_ENCODING);
@@ -208,6 +218,7 @@ async fn forward(
                 inner: body,
                 counter: route.metrics.bytes_in.clone(),
                 _guard: None,
+                _slot: None,
             }
             .boxed(),
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
@@ -256,6 +267,7 @@ async fn forward(
                         inner: body,
                         counter,
                         _guard: Some(guard),
+                        _slot: slot.take(),
                     }
                     .boxed(),
                 );
@@ -310,6 +322,7 @@ struct Metered<B> {
     inner: B,
     counter: prometheus::IntCounter,
     _guard: Option<InFlight>,
+    _slot: Option<crate::limits::Slot>,
 }
 
 impl<B> Body for Metered<B>
@@ -364,6 +377,7 @@ async fn upgrade(
     scheme: &'static str,
     host: &str,
     request_id: &str,
+    mut slot: Option<crate::limits::Slot>,
 ) -> Response<EdgeBody> {
     let pinned = route
         .pool
@@ -440,6 +454,7 @@ async fn upgrade(
                 inner: body,
                 counter,
                 _guard: Some(guard),
+                _slot: slot.take(),
             }
             .boxed(),
         );
@@ -448,7 +463,7 @@ async fn upgrade(
     let upstream = hyper::upgrade::on(&mut response);
     let idle = edge.settings.tunnel_idle_timeout;
     tokio::spawn(async move {
-        let _guard = guard;
+        let (_guard, _slot) = (guard, slot);
         match tokio::try_join!(downstream, upstream) {
             Ok((client, server)) => tunnel(TokioIo::new(client), TokioIo::new(server), idle).await,
             Err(err) => tracing::debug!(error = %err, "protocol switch did not complete"),
@@ -548,6 +563,31 @@ fn framing_problem(headers: &HeaderMap) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// 429 for a tenant over its edge limit, with the rate-limit headers of the API.
+fn limited(refusal: crate::limits::Refusal, request_id: &str) -> Response<EdgeBody> {
+    let message = format!(
+        "the tenant's edge limit of {} is exceeded; retry in {} s",
+        refusal.limit, refusal.retry_after
+    );
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMIT_EXCEEDED",
+        &message,
+        request_id,
+    );
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + refusal.retry_after;
+    let headers = response.headers_mut();
+    headers.insert("retry-after", HeaderValue::from(refusal.retry_after));
+    headers.insert("x-ratelimit-limit", HeaderValue::from(refusal.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    headers.insert("x-ratelimit-window", HeaderValue::from(1));
+    response
 }
 
 fn bad_framing(problem: &str, request_id: &str) -> Response<EdgeBody> {

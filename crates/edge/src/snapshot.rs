@@ -24,6 +24,8 @@ pub struct RouteEntry {
     pub pool: Arc<PoolRuntime>,
     /// Counters of this route.
     pub metrics: crate::metrics::RouteMetrics,
+    /// The owner's traffic limits, if it has any.
+    pub limiter: Option<Arc<crate::limits::TenantLimiter>>,
 }
 
 /// The routing table.
@@ -43,6 +45,7 @@ impl Snapshot {
         previous: &Snapshot,
         sticky_key: &[u8],
         metrics: &crate::metrics::EdgeMetrics,
+        limiters: &HashMap<String, Arc<crate::limits::TenantLimiter>>,
     ) -> Snapshot {
         let known: HashMap<&str, &Arc<BackendState>> = previous
             .pools
@@ -105,6 +108,7 @@ impl Snapshot {
                 prefix: route.path_prefix.as_str().to_owned(),
                 ssl_enabled: route.ssl_enabled,
                 metrics: metrics.route(&route.tenant_id, &route.id, &pool.name, &addresses),
+                limiter: limiters.get(&route.tenant_id).cloned(),
                 pool: Arc::clone(pool),
             });
             match route.host.as_str().strip_prefix("*.") {
@@ -180,6 +184,7 @@ mod tests {
             ssl_enabled: false,
         };
         EdgeConfig {
+            tenant_limits: Vec::new(),
             pools: vec![pool("web"), pool("api"), pool("wild")],
             routes: vec![
                 route("r1", "app.example.com", "/", "web"),
@@ -196,6 +201,7 @@ mod tests {
             &Snapshot::default(),
             b"k",
             &crate::metrics::EdgeMetrics::new(None),
+            &HashMap::new(),
         );
         let at = |host: &str, path: &str| snapshot.route(host, path).map(|e| e.route_id.clone());
         assert_eq!(at("app.example.com", "/api/users").as_deref(), Some("r2"));
@@ -214,10 +220,17 @@ mod tests {
             &Snapshot::default(),
             b"k",
             &crate::metrics::EdgeMetrics::new(None),
+            &HashMap::new(),
         );
         let state = Arc::clone(&first.pools["web"].backends[0]);
         let _busy = state.begin();
-        let second = Snapshot::build(&config(), &first, b"k", &crate::metrics::EdgeMetrics::new(None));
+        let second = Snapshot::build(
+            &config(),
+            &first,
+            b"k",
+            &crate::metrics::EdgeMetrics::new(None),
+            &HashMap::new(),
+        );
         assert!(Arc::ptr_eq(&state, &second.pools["web"].backends[0]));
         assert_eq!(second.pools["web"].backends[0].in_flight(), 1);
     }

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, RouteHost, TenantId, Weight};
+use veloflux_domain::{
+    Algorithm, BackendAddress, HealthCheck, PathPrefix, Plan, PoolName, RouteHost, TenantId, Weight,
+};
 
 use crate::error::corrupt;
 use crate::{Store, StoreError, time};
@@ -120,6 +122,8 @@ pub struct EdgeRows {
     pub backends: Vec<Backend>,
     /// Every route.
     pub routes: Vec<Route>,
+    /// Every tenant's plan (it sets the edge limits).
+    pub plans: Vec<(TenantId, Plan)>,
 }
 
 const POOL_COLUMNS: &str = "id, tenant_id, name, algorithm, sticky_sessions, health_check, created_at, updated_at";
@@ -418,7 +422,20 @@ impl Store {
         let routes = sqlx::query(&format!("SELECT {ROUTE_COLUMNS} FROM routes ORDER BY id"))
             .fetch_all(&self.pool)
             .await?;
+        let plans = sqlx::query("SELECT id, plan FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let plans = plans
+            .iter()
+            .map(|row| {
+                Ok((
+                    TenantId::parse(&row.try_get::<String, _>("id")?).map_err(corrupt("tenant id"))?,
+                    Plan::parse(&row.try_get::<String, _>("plan")?).map_err(corrupt("tenant plan"))?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(EdgeRows {
+            plans,
             pools: pools.iter().map(pool_from_row).collect::<Result<_, _>>()?,
             backends: backends.iter().map(backend_from_row).collect::<Result<_, _>>()?,
             routes: routes.iter().map(route_from_row).collect::<Result<_, _>>()?,

@@ -99,7 +99,10 @@ sections! {
     /// `[meter]`
     RawMeter { flush_interval }
     /// `[edge]`: the proxy listeners and upstream behaviour.
-    RawEdge { http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout, access_log }
+    RawEdge {
+        http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout, access_log,
+        free_rps, professional_rps, enterprise_rps, free_concurrency, professional_concurrency, enterprise_concurrency,
+    }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
@@ -231,6 +234,8 @@ pub struct Config {
     pub meter_flush_interval: Duration,
     /// Edge worker threads (one runtime and one listener each).
     pub edge_workers: usize,
+    /// Edge traffic limits of each plan: free, professional, enterprise.
+    pub edge_limits: [veloflux_edge::TenantLimits; 3],
 }
 
 /// Where to read the configuration from.
@@ -535,7 +540,42 @@ impl Config {
         let edge_workers =
             usize::try_from(number("edge.workers", &raw.edge.workers, cores as u64, 1, 256)?).unwrap_or(1);
 
+        let limits = |rps_key: &str, rps: &Text, rps_default: u64, conc_key: &str, conc: &Text, conc_default: u64| {
+            Ok::<_, ConfigError>(veloflux_edge::TenantLimits {
+                requests_per_second: count(rps_key, rps, rps_default)?,
+                concurrent_requests: count(conc_key, conc, conc_default)?,
+            })
+        };
+        let e = &raw.edge;
+        let edge_limits = [
+            limits(
+                "edge.free_rps",
+                &e.free_rps,
+                100,
+                "edge.free_concurrency",
+                &e.free_concurrency,
+                100,
+            )?,
+            limits(
+                "edge.professional_rps",
+                &e.professional_rps,
+                1_000,
+                "edge.professional_concurrency",
+                &e.professional_concurrency,
+                1_000,
+            )?,
+            limits(
+                "edge.enterprise_rps",
+                &e.enterprise_rps,
+                10_000,
+                "edge.enterprise_concurrency",
+                &e.enterprise_concurrency,
+                10_000,
+            )?,
+        ];
+
         Ok(Config {
+            edge_limits,
             edge_workers,
             meter_flush_interval: positive("meter.flush_interval", &raw.meter.flush_interval, "10s")?,
             edge_http_addr: addr("edge.http_addr", &raw.edge.http_addr, "0.0.0.0:8000")?,
@@ -595,6 +635,9 @@ impl Config {
             "edge": {
                 "http_addr": self.edge_http_addr.to_string(),
                 "workers": self.edge_workers,
+                "limits": self.edge_limits.iter().zip(["free", "professional", "enterprise"]).map(|(l, plan)| serde_json::json!({
+                    "plan": plan, "requests_per_second": l.requests_per_second, "concurrent_requests": l.concurrent_requests,
+                })).collect::<Vec<_>>(),
                 "https_addr": self.edge_https_addr,
                 "connect_timeout": format!("{}ms", self.edge.connect_timeout.as_millis()),
                 "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),

@@ -237,11 +237,24 @@ async fn prepare(
     let edge_link = Arc::new(EdgeLink {
         edge: Arc::clone(edge),
         store: store.clone(),
+        limits: config.edge_limits,
     });
     edge_link
         .apply()
         .await
         .map_err(|e| Failure::runtime(format!("cannot load the edge configuration: {}", chain(&e))))?;
+    // Plan changes and changes made on other nodes reach this edge within half a minute.
+    let refresher = Arc::clone(&edge_link);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(30));
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(err) = refresher.apply().await {
+                warn!(error = %chain(&err), "periodic edge reload failed");
+            }
+        }
+    });
     let edge_link: Arc<dyn EdgeControl> = edge_link;
     let identity = IdentityState::new(
         store.clone(),
@@ -376,6 +389,7 @@ async fn meter_loop(
 struct EdgeLink {
     edge: Arc<veloflux_edge::Edge>,
     store: Store,
+    limits: [veloflux_edge::TenantLimits; 3],
 }
 
 impl EdgeLink {
@@ -416,7 +430,23 @@ impl EdgeLink {
                 ssl_enabled: r.ssl_enabled,
             })
             .collect();
-        self.edge.apply(&veloflux_edge::EdgeConfig { pools, routes });
+        let tenant_limits = rows
+            .plans
+            .iter()
+            .map(|(tenant, plan)| veloflux_edge::TenantLimitsEntry {
+                tenant_id: tenant.to_string(),
+                limits: match plan {
+                    veloflux_domain::Plan::Free => self.limits[0],
+                    veloflux_domain::Plan::Professional => self.limits[1],
+                    veloflux_domain::Plan::Enterprise => self.limits[2],
+                },
+            })
+            .collect();
+        self.edge.apply(&veloflux_edge::EdgeConfig {
+            pools,
+            routes,
+            tenant_limits,
+        });
         Ok(())
     }
 }

@@ -765,3 +765,44 @@ async fn traffic_is_measured_in_metrics_and_metered_into_usage() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn tenants_are_limited_at_the_edge_by_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            ("VELOFLUX_EDGE__FREE_RPS", "5"),
+            ("VELOFLUX_EDGE__FREE_CONCURRENCY", "1000"),
+        ],
+    );
+    let session = server.sign_up("ops@exemplo.com").await;
+    let a = upstream("a", Duration::ZERO).await;
+    setup(&server, &session, "limited", "round_robin", "l.exemplo.com", &[(&a, 1)]).await;
+    let http = client();
+    let mut statuses = Vec::new();
+    let mut refusal = None;
+    for _ in 0..20 {
+        let response = http
+            .get(server.url("edge_http", "/"))
+            .header("host", "l.exemplo.com")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 && refusal.is_none() {
+            let headers = response.headers().clone();
+            refusal = Some((headers, response.json::<Value>().await.unwrap()));
+        }
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (5..=7).contains(&ok),
+        "a burst of about one second's worth passes: {statuses:?}"
+    );
+    let (headers, body) = refusal.expect("the rest is refused");
+    assert_eq!(body["code"], "RATE_LIMIT_EXCEEDED");
+    assert_eq!(headers["x-ratelimit-limit"], "5");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(headers.contains_key("x-ratelimit-reset"));
+}
