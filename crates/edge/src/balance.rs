@@ -38,7 +38,16 @@ pub struct PoolRuntime {
     weights: Vec<u32>,
     cursor: AtomicUsize,
     cycle: Vec<u16>,
+    /// Retry budget in tenths of a retry: each request adds two, each retry takes ten, so
+    /// retries stay under a fifth of the traffic (plus a small reserve) and cannot multiply
+    /// the load on a struggling pool.
+    retry_budget: std::sync::atomic::AtomicI64,
 }
+
+/// Tenths of a retry a request earns, a retry costs, and the most the budget holds.
+const RETRY_EARNED: i64 = 2;
+const RETRY_COST: i64 = 10;
+const RETRY_RESERVE: i64 = 100;
 
 impl PoolRuntime {
     /// A pool over `backends` with their `weights`.
@@ -66,6 +75,25 @@ impl PoolRuntime {
             weights,
             cursor: AtomicUsize::new(0),
             cycle,
+            retry_budget: std::sync::atomic::AtomicI64::new(RETRY_RESERVE),
+        }
+    }
+
+    /// Counts a request toward the retry budget.
+    pub fn earn_retry(&self) {
+        let budget = self.retry_budget.fetch_add(RETRY_EARNED, Ordering::Relaxed);
+        if budget > RETRY_RESERVE * 10 {
+            self.retry_budget.fetch_sub(RETRY_EARNED, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one retry from the budget, if there is one.
+    pub fn spend_retry(&self) -> bool {
+        if self.retry_budget.fetch_sub(RETRY_COST, Ordering::Relaxed) >= RETRY_COST {
+            true
+        } else {
+            self.retry_budget.fetch_add(RETRY_COST, Ordering::Relaxed);
+            false
         }
     }
 
@@ -353,6 +381,17 @@ mod tests {
         let slow = counts.get("b0").copied().unwrap_or(0);
         assert!(slow > 0, "the slow backend is still probed");
         assert!(slow < 300, "but gets far less than a third: {slow}");
+    }
+
+    #[test]
+    fn the_retry_budget_allows_a_fifth_of_the_traffic() {
+        let pool = pool(Algorithm::RoundRobin, &[1]);
+        let reserve = (0..100).take_while(|_| pool.spend_retry()).count();
+        assert_eq!(reserve, 10, "a small reserve for a quiet pool");
+        for _ in 0..100 {
+            pool.earn_retry();
+        }
+        assert_eq!((0..100).take_while(|_| pool.spend_retry()).count(), 20);
     }
 
     #[test]

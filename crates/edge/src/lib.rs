@@ -51,6 +51,8 @@ pub struct EdgeSettings {
     pub tunnel_idle_timeout: Duration,
     /// Access log: 0 off, 1 every request, N one request in N.
     pub access_log_one_in: u32,
+    /// Largest request body announced by `Content-Length` that is accepted (413 above).
+    pub max_request_body_bytes: u64,
 }
 
 /// Secret material of the edge.
@@ -75,6 +77,7 @@ impl Default for EdgeSettings {
             max_idle_per_backend: 256,
             tunnel_idle_timeout: Duration::from_secs(300),
             access_log_one_in: 1,
+            max_request_body_bytes: 100 * 1024 * 1024,
         }
     }
 }

@@ -140,6 +140,23 @@ async fn forward(
     if wants_upgrade(&request) {
         return upgrade(edge, client, request, &route, peer, scheme, &host, request_id, slot).await;
     }
+    if let Some(length) = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > edge.settings.max_request_body_bytes
+    {
+        let message = format!(
+            "request bodies are limited to {} bytes",
+            edge.settings.max_request_body_bytes
+        );
+        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message, request_id);
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    route.pool.earn_retry();
     let bodiless = is_bodiless(request.headers());
     let chunked = request.headers().contains_key(TRANSFER_ENCODING);
     let (mut parts, body) = request.into_parts();
@@ -283,7 +300,7 @@ async fn forward(
                 // Retry on another backend when nothing can have been processed twice: the
                 // connection never opened, or the method is idempotent (the body, if any, was
                 // not consumed: only bodiless requests get more than one attempt).
-                if (connect || idempotent) && attempt + 1 < attempts {
+                if (connect || idempotent) && attempt + 1 < attempts && route.pool.spend_retry() {
                     avoid = Some(backend.id.clone());
                     continue;
                 }

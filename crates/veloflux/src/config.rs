@@ -100,7 +100,7 @@ sections! {
     RawMeter { flush_interval }
     /// `[edge]`: the proxy listeners and upstream behaviour.
     RawEdge {
-        http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout, access_log,
+        http_addr, https_addr, workers, connect_timeout, response_timeout, retries, websocket_idle_timeout, access_log, max_body_bytes,
         free_rps, professional_rps, enterprise_rps, free_concurrency, professional_concurrency, enterprise_concurrency,
     }
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
@@ -518,6 +518,13 @@ impl Config {
             response_timeout: positive("edge.response_timeout", &raw.edge.response_timeout, "60s")?,
             retries: u32::try_from(number("edge.retries", &raw.edge.retries, 1, 0, 5)?).unwrap_or(1),
             tunnel_idle_timeout: positive("edge.websocket_idle_timeout", &raw.edge.websocket_idle_timeout, "5m")?,
+            max_request_body_bytes: number(
+                "edge.max_body_bytes",
+                &raw.edge.max_body_bytes,
+                100 * 1024 * 1024,
+                1024,
+                1 << 40,
+            )?,
             access_log_one_in: match raw.edge.access_log.0.as_deref().map(str::trim).unwrap_or("on") {
                 "on" | "all" => 1,
                 "off" => 0,
@@ -642,6 +649,7 @@ impl Config {
                 "connect_timeout": format!("{}ms", self.edge.connect_timeout.as_millis()),
                 "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),
                 "retries": self.edge.retries,
+                "max_body_bytes": self.edge.max_request_body_bytes,
                 "websocket_idle_timeout": format!("{}ms", self.edge.tunnel_idle_timeout.as_millis()),
                 "access_log": match self.edge.access_log_one_in { 0 => "off".to_owned(), 1 => "on".to_owned(), n => format!("1/{n}") },
             },

@@ -383,7 +383,7 @@ async fn configuration_changes_under_load_lose_no_request() {
 #[tokio::test]
 async fn the_configuration_api_validates_with_the_seed_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_EDGE__MAX_BODY_BYTES", "4096")]);
     let owner = server.sign_up("ops@exemplo.com").await;
     let other = server.sign_up("other@exemplo.com").await;
     let a = upstream("a", Duration::ZERO).await;
@@ -517,6 +517,20 @@ async fn the_configuration_api_validates_with_the_seed_codes() {
     .await;
     let (status, body) = through_edge(&server, "empty.exemplo.com", "/").await;
     assert_eq!(status, 503, "{body}");
+
+    // Bodies over the edge's limit are refused before they reach a backend.
+    let before = a.seen.lock().unwrap().len();
+    let response = client()
+        .post(server.url("edge_http", "/upload"))
+        .header("host", "shop.exemplo.com")
+        .body(vec![b'x'; 10_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(a.seen.lock().unwrap().len(), before);
 }
 
 #[tokio::test]
