@@ -153,38 +153,19 @@ impl Store {
 
     /// A tenant's pools, by name.
     pub async fn pools(&self, tenant: TenantId) -> Result<Vec<Pool>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {POOL_COLUMNS} FROM pools WHERE tenant_id = $1 ORDER BY name"
-        ))
-        .bind(tenant.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(pool_from_row).collect()
+        self.scoped_all(POOL_COLUMNS, "pools", "name", tenant, pool_from_row)
+            .await
     }
 
     /// One pool by name.
     pub async fn pool_by_name(&self, tenant: TenantId, name: &str) -> Result<Pool, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {POOL_COLUMNS} FROM pools WHERE tenant_id = $1 AND name = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        pool_from_row(&row)
+        self.scoped_one(POOL_COLUMNS, "pools", "name", tenant, name, pool_from_row)
+            .await
     }
 
     async fn pool_by_id(&self, tenant: TenantId, id: &str) -> Result<Pool, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {POOL_COLUMNS} FROM pools WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        pool_from_row(&row)
+        self.scoped_one(POOL_COLUMNS, "pools", "id", tenant, id, pool_from_row)
+            .await
     }
 
     /// Replaces a pool's settings (its name included).
@@ -266,26 +247,14 @@ impl Store {
 
     /// A tenant's backends, oldest first.
     pub async fn backends(&self, tenant: TenantId) -> Result<Vec<Backend>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {BACKEND_COLUMNS} FROM backends WHERE tenant_id = $1 ORDER BY id"
-        ))
-        .bind(tenant.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(backend_from_row).collect()
+        self.scoped_all(BACKEND_COLUMNS, "backends", "id", tenant, backend_from_row)
+            .await
     }
 
     /// One backend.
     pub async fn backend(&self, tenant: TenantId, id: &str) -> Result<Backend, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {BACKEND_COLUMNS} FROM backends WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        backend_from_row(&row)
+        self.scoped_one(BACKEND_COLUMNS, "backends", "id", tenant, id, backend_from_row)
+            .await
     }
 
     /// Replaces a backend's settings.
@@ -348,26 +317,14 @@ impl Store {
 
     /// A tenant's routes, oldest first.
     pub async fn routes(&self, tenant: TenantId) -> Result<Vec<Route>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ROUTE_COLUMNS} FROM routes WHERE tenant_id = $1 ORDER BY id"
-        ))
-        .bind(tenant.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(route_from_row).collect()
+        self.scoped_all(ROUTE_COLUMNS, "routes", "id", tenant, route_from_row)
+            .await
     }
 
     /// One route.
     pub async fn route(&self, tenant: TenantId, id: &str) -> Result<Route, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ROUTE_COLUMNS} FROM routes WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        route_from_row(&row)
+        self.scoped_one(ROUTE_COLUMNS, "routes", "id", tenant, id, route_from_row)
+            .await
     }
 
     /// Replaces a route's settings.
@@ -440,6 +397,48 @@ impl Store {
             backends: backends.iter().map(backend_from_row).collect::<Result<_, _>>()?,
             routes: routes.iter().map(route_from_row).collect::<Result<_, _>>()?,
         })
+    }
+}
+
+impl Store {
+    /// The row of `table` owned by `tenant` whose `key` column is `value`. Table, column and
+    /// key names come from this module's constants, never from input.
+    async fn scoped_one<T>(
+        &self,
+        columns: &str,
+        table: &str,
+        key: &str,
+        tenant: TenantId,
+        value: &str,
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {columns} FROM {table} WHERE tenant_id = $1 AND {key} = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        decode(&row)
+    }
+
+    /// Every row of `table` owned by `tenant`, ordered by `order`.
+    async fn scoped_all<T>(
+        &self,
+        columns: &str,
+        table: &str,
+        order: &str,
+        tenant: TenantId,
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM {table} WHERE tenant_id = $1 ORDER BY {order}"
+        ))
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
     }
 }
 
