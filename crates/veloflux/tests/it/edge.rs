@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, Session, client};
+use crate::harness::{Server, Session, call, client};
 
 /// A loopback upstream that answers with its name and remembers forwarding headers.
 struct Upstream {
@@ -65,15 +65,7 @@ async fn upstream(name: &str, delay: Duration) -> Upstream {
 }
 
 async fn api(server: &Server, session: &Session, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = client()
-        .request(method.parse().unwrap(), server.url("api", path))
-        .bearer_auth(&session.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    call(server, method, path, &session.token, Some(body)).await
 }
 
 async fn through_edge(server: &Server, host: &str, path: &str) -> (u16, String) {

@@ -234,3 +234,25 @@ impl Server {
         }
     }
 }
+
+/// Calls the API listener with `token`; returns the status and the JSON answer (`null` when
+/// there is none). Writes without a body send `{}`.
+pub async fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = client()
+        .request(method.parse().unwrap(), server.url("api", path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    } else if matches!(method, "POST" | "PUT" | "PATCH") {
+        request = request.json(&serde_json::json!({}));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}

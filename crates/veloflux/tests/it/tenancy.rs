@@ -3,21 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, Session, client};
-
-async fn call(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = client()
-        .request(method.parse().unwrap(), server.url("api", path))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    } else if matches!(method, "POST" | "PUT" | "PATCH") {
-        request = request.json(&json!({}));
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::harness::{Server, Session, call, client};
 
 /// Every (method, path) of the document that is scoped to one tenant and needs a token
 /// (the OIDC sign-in routes are tenant-scoped but public by nature).
