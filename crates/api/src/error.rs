@@ -38,6 +38,9 @@ pub enum ErrorCode {
     BackendNotFound,
     /// Unknown balancing algorithm.
     InvalidAlgorithm,
+    /// A TLS certificate or key that cannot be served (unparsable, key mismatch, expired,
+    /// names not covered); `details.field` and `details.constraint` say which.
+    InvalidCertificate,
     /// Invalid health check settings.
     HealthCheckFailed,
     /// Too many requests.
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::PoolAlreadyExists => "POOL_ALREADY_EXISTS",
             ErrorCode::BackendNotFound => "BACKEND_NOT_FOUND",
             ErrorCode::InvalidAlgorithm => "INVALID_ALGORITHM",
+            ErrorCode::InvalidCertificate => "INVALID_CERTIFICATE",
             ErrorCode::HealthCheckFailed => "HEALTH_CHECK_FAILED",
             ErrorCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             ErrorCode::BillingError => "BILLING_ERROR",
@@ -100,9 +104,10 @@ impl ErrorCode {
     /// The status a code answers with unless the error says otherwise.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::ValidationError | ErrorCode::InvalidAlgorithm | ErrorCode::HealthCheckFailed => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ErrorCode::ValidationError
+            | ErrorCode::InvalidAlgorithm
+            | ErrorCode::HealthCheckFailed
+            | ErrorCode::InvalidCertificate => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::AuthenticationFailed | ErrorCode::TokenExpired | ErrorCode::InvalidToken => {
                 StatusCode::UNAUTHORIZED
             }

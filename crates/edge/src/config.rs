@@ -12,6 +12,23 @@ pub struct EdgeConfig {
     pub routes: Vec<RouteConfig>,
     /// Traffic limits per tenant (from its plan); a tenant without an entry is unlimited.
     pub tenant_limits: Vec<TenantLimitsEntry>,
+    /// TLS certificates, served by SNI for hosts their tenant routes.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// A checked certificate and the hostnames it is served for.
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    /// Certificate id.
+    pub id: String,
+    /// Owner tenant: the certificate is served only for hosts this tenant routes.
+    pub tenant_id: String,
+    /// Hostnames (lower case; `*.example.com` covers one label).
+    pub hostnames: Vec<String>,
+    /// Chain and signing key.
+    pub key: std::sync::Arc<rustls::sign::CertifiedKey>,
+    /// End of validity; an expired certificate is not served.
+    pub not_after: std::time::SystemTime,
 }
 
 /// What one tenant may send through the edge.

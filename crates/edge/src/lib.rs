@@ -31,7 +31,9 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 pub use backend::Health;
-pub use config::{BackendConfig, EdgeConfig, PoolConfig, RouteConfig, TenantLimits, TenantLimitsEntry};
+pub use config::{
+    BackendConfig, CertificateConfig, EdgeConfig, PoolConfig, RouteConfig, TenantLimits, TenantLimitsEntry,
+};
 pub use health::HealthEvent;
 pub use proxy::EdgeBody;
 
@@ -93,6 +95,7 @@ pub struct Edge {
     metrics: metrics::EdgeMetrics,
     metered: std::sync::Mutex<std::collections::HashMap<String, RouteUsage>>,
     limiters: std::sync::Mutex<std::collections::HashMap<String, Arc<limits::TenantLimiter>>>,
+    https_port: std::sync::atomic::AtomicU16,
 }
 
 /// A route's traffic: cumulative inside the edge, a delta when handed to the meter.
@@ -137,6 +140,7 @@ impl Edge {
             metrics: metrics::EdgeMetrics::new(registry),
             metered: std::sync::Mutex::new(std::collections::HashMap::new()),
             limiters: std::sync::Mutex::new(std::collections::HashMap::new()),
+            https_port: std::sync::atomic::AtomicU16::new(443),
         })
     }
 
@@ -234,34 +238,58 @@ impl Edge {
     }
 
     /// Runs `workers` threads, each with its own single-threaded runtime, its own
-    /// `SO_REUSEPORT` listener on the address of `first` (which must have been bound with
-    /// [`bind_reuseport`]) and its own upstream connection pool: the nginx worker model, so a
-    /// request stays on one core. Blocks until every worker has drained after `shutdown`.
+    /// `SO_REUSEPORT` socket on the address of every one of `listeners` (which must have been
+    /// bound with [`bind_reuseport`]) and its own upstream connection pool: the nginx worker
+    /// model, so a request stays on one core. Blocks until every worker has drained after
+    /// `shutdown`.
     pub fn run_workers(
         self: Arc<Self>,
-        first: std::net::TcpListener,
+        listeners: Vec<EdgeListener>,
         workers: usize,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let addr = first.local_addr()?;
-        let mut first = Some(first);
+        let tls = Arc::new(
+            veloflux_tls::server_config(Arc::new(SniResolver(Arc::clone(&self)))).map_err(std::io::Error::other)?,
+        );
+        let mut first: Vec<Option<EdgeListener>> = listeners.into_iter().map(Some).collect();
+        let addresses = first
+            .iter()
+            .flatten()
+            .map(|l| Ok((l.socket.local_addr()?, l.tls)))
+            .collect::<std::io::Result<Vec<_>>>()?;
         let mut threads = Vec::new();
         for index in 0..workers.max(1) {
-            let listener = match first.take() {
-                Some(listener) => listener,
-                None => bind_reuseport(addr)?,
-            };
-            let (edge, mut shutdown) = (Arc::clone(&self), shutdown.clone());
+            let mut sockets = Vec::new();
+            for (slot, (addr, tls)) in first.iter_mut().zip(&addresses) {
+                sockets.push(match slot.take() {
+                    Some(listener) => listener,
+                    None => EdgeListener {
+                        socket: bind_reuseport(*addr)?,
+                        tls: *tls,
+                    },
+                });
+            }
+            let (edge, shutdown, tls) = (Arc::clone(&self), shutdown.clone(), Arc::clone(&tls));
             let thread = std::thread::Builder::new()
                 .name(format!("veloflux-edge-{index}"))
                 .spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                     runtime.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
-                        edge.serve_http(listener, async move {
-                            let _ = shutdown.wait_for(|stop| *stop).await;
-                        })
-                        .await
+                        let client = edge.upstream_client();
+                        let mut served = tokio::task::JoinSet::new();
+                        for listener in sockets {
+                            let acceptor = listener.tls.then(|| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls)));
+                            let socket = TcpListener::from_std(listener.socket)?;
+                            let (edge, client, mut shutdown) = (Arc::clone(&edge), client.clone(), shutdown.clone());
+                            served.spawn(async move {
+                                edge.serve(socket, acceptor, client, async move {
+                                    let _ = shutdown.wait_for(|stop| *stop).await;
+                                })
+                                .await;
+                            });
+                        }
+                        while served.join_next().await.is_some() {}
+                        Ok::<_, std::io::Error>(())
                     })
                 })?;
             threads.push(thread);
@@ -271,19 +299,23 @@ impl Edge {
                 .join()
                 .map_err(|_| std::io::Error::other("an edge worker panicked"))??;
         }
+        self.checker.stop();
         Ok(())
     }
 
-    /// Serves plain HTTP (HTTP/1.1 and h2c) on `listener` until `shutdown` resolves, then
-    /// lets connections finish their requests.
-    pub async fn serve_http(
+    /// Serves `listener` (TLS when `tls` is given: HTTP/2 or HTTP/1.1 by ALPN; plain HTTP/1.1
+    /// and h2c otherwise) until `shutdown` resolves, then lets connections finish their
+    /// requests (for at most 30 s).
+    async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        client: proxy::Upstream,
         shutdown: impl Future<Output = ()>,
-    ) -> std::io::Result<()> {
-        let client = self.upstream_client();
+    ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -302,25 +334,83 @@ impl Edge {
             let (edge, client) = (Arc::clone(&self), client.clone());
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let (edge, client) = (Arc::clone(&edge), client.clone());
-                async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, &client, request, peer, "http").await) }
+                async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, &client, request, peer, scheme).await) }
             });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                let _open = open;
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, peer = %peer, "edge connection ended with an error");
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
+            match &tls {
+                None => {
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = watcher.watch(connection);
+                    tokio::spawn(async move {
+                        let _open = open;
+                        if let Err(err) = connection.await {
+                            tracing::debug!(error = %err, peer = %peer, "edge connection ended with an error");
+                        }
+                    });
                 }
-            });
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    tokio::spawn(async move {
+                        let _open = open;
+                        let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(error = %err, peer = %peer, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(peer = %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        if let Err(err) = watcher.watch(connection).await {
+                            tracing::debug!(error = %err, peer = %peer, "edge connection ended with an error");
+                        }
+                    });
+                }
+            }
         }
         tokio::select! {
             () = graceful.shutdown() => {}
             () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("edge connections still open after 30 s; closing"),
         }
-        self.checker.stop();
-        Ok(())
+    }
+
+    /// Sets the port HTTP requests to `ssl_enabled` routes are redirected to.
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Time a client has to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One listening socket of the edge.
+#[derive(Debug)]
+pub struct EdgeListener {
+    /// The socket, bound with [`bind_reuseport`].
+    pub socket: std::net::TcpListener,
+    /// Whether connections speak TLS.
+    pub tls: bool,
+}
+
+/// Chooses the certificate of a TLS handshake from the current snapshot, by SNI.
+#[derive(Debug)]
+struct SniResolver(Arc<Edge>);
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello.server_name()?;
+        let found = self.0.snapshot.load().certificate_for(name);
+        if found.is_none() {
+            tracing::debug!(server_name = %name, "no certificate for the requested name");
+        }
+        found
     }
 }
 

@@ -126,6 +126,9 @@ async fn forward(
         );
     };
     let route = Arc::clone(route);
+    if route.ssl_enabled && scheme == "http" {
+        return to_https(edge, &host, request.uri(), request_id);
+    }
     if let Some(problem) = framing_problem(request.headers()) {
         return bad_framing(problem, request_id);
     }
@@ -582,6 +585,33 @@ fn framing_problem(headers: &HeaderMap) -> Option<&'static str> {
     None
 }
 
+/// 308 to the same host and path over HTTPS, for a route that is served over HTTPS only.
+fn to_https(edge: &Edge, host: &str, uri: &Uri, request_id: &str) -> Response<EdgeBody> {
+    let port = edge.https_port.load(std::sync::atomic::Ordering::Relaxed);
+    let path = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "invalid request target",
+            request_id,
+        );
+    };
+    let mut response = error(
+        StatusCode::PERMANENT_REDIRECT,
+        "HTTPS_REQUIRED",
+        "this route is served over HTTPS only",
+        request_id,
+    );
+    response.headers_mut().insert(http::header::LOCATION, location);
+    response
+}
+
 /// 429 for a tenant over its edge limit, with the rate-limit headers of the API.
 fn limited(refusal: crate::limits::Refusal, request_id: &str) -> Response<EdgeBody> {
     let message = format!(
@@ -701,7 +731,7 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str, request_id: &
         "error": true,
         "code": code,
         "message": message,
-        "timestamp": rfc3339_now(),
+        "timestamp": veloflux_tls::rfc3339(std::time::SystemTime::now()),
         "request_id": request_id,
     });
     let mut response = Response::new(
@@ -714,26 +744,6 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str, request_id: &
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// RFC 3339 UTC with seconds, without a date library on the hot path.
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for every date after 1970.
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 #[cfg(test)]
@@ -802,12 +812,5 @@ mod tests {
         assert_eq!(host_of(&request).as_deref(), Some("app.example.com"));
         let request = Request::get("http://[::1]:80/").body(()).unwrap();
         assert_eq!(host_of(&request).as_deref(), Some("[::1]"));
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let now = rfc3339_now();
-        assert_eq!(now.len(), 20);
-        assert!(now.starts_with("20") && now.ends_with('Z') && &now[10..11] == "T");
     }
 }

@@ -35,6 +35,22 @@ pub struct Snapshot {
     wildcard: HashMap<String, Vec<Arc<RouteEntry>>>,
     /// Pools by id.
     pub pools: HashMap<String, Arc<PoolRuntime>>,
+    certificates: Certificates,
+}
+
+/// Certificates by the hostname they are served for: exact names, and wildcards by the
+/// parent domain they cover.
+#[derive(Debug, Default)]
+struct Certificates {
+    exact: HashMap<String, Vec<CertificateEntry>>,
+    wildcard: HashMap<String, Vec<CertificateEntry>>,
+}
+
+#[derive(Debug)]
+struct CertificateEntry {
+    tenant_id: String,
+    key: Arc<rustls::sign::CertifiedKey>,
+    not_after: std::time::SystemTime,
 }
 
 impl Snapshot {
@@ -119,7 +135,62 @@ impl Snapshot {
         for entries in exact.values_mut().chain(wildcard.values_mut()) {
             entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
         }
-        Snapshot { exact, wildcard, pools }
+        let mut certificates = Certificates::default();
+        for certificate in &config.certificates {
+            for name in &certificate.hostnames {
+                let entry = CertificateEntry {
+                    tenant_id: certificate.tenant_id.clone(),
+                    key: Arc::clone(&certificate.key),
+                    not_after: certificate.not_after,
+                };
+                match name.strip_prefix("*.") {
+                    Some(parent) => certificates.wildcard.entry(parent.to_owned()).or_default().push(entry),
+                    None => certificates.exact.entry(name.clone()).or_default().push(entry),
+                }
+            }
+        }
+        // The certificate valid longest is offered first.
+        for entries in certificates
+            .exact
+            .values_mut()
+            .chain(certificates.wildcard.values_mut())
+        {
+            entries.sort_by_key(|e| std::cmp::Reverse(e.not_after));
+        }
+        Snapshot {
+            exact,
+            wildcard,
+            pools,
+            certificates,
+        }
+    }
+
+    /// The certificate for a TLS handshake naming `server_name`: one of the tenant that
+    /// routes the host (so no tenant can answer for another's host), exact names before
+    /// wildcards, unexpired, valid longest.
+    pub fn certificate_for(&self, server_name: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let host = server_name.trim_end_matches('.').to_ascii_lowercase();
+        let owner = self
+            .exact
+            .get(&host)
+            .and_then(|routes| routes.first())
+            .or_else(|| {
+                let (_, parent) = host.split_once('.')?;
+                self.wildcard.get(parent)?.first()
+            })?
+            .tenant_id
+            .as_str();
+        let now = std::time::SystemTime::now();
+        let usable = |entries: Option<&Vec<CertificateEntry>>| {
+            entries?
+                .iter()
+                .find(|e| e.tenant_id == owner && e.not_after > now)
+                .map(|e| Arc::clone(&e.key))
+        };
+        usable(self.certificates.exact.get(&host)).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            usable(self.certificates.wildcard.get(parent))
+        })
     }
 
     /// Every route, once.
@@ -185,6 +256,7 @@ mod tests {
         };
         EdgeConfig {
             tenant_limits: Vec::new(),
+            certificates: Vec::new(),
             pools: vec![pool("web"), pool("api"), pool("wild")],
             routes: vec![
                 route("r1", "app.example.com", "/", "web"),

@@ -1,11 +1,12 @@
-//! The edge's configuration API: pools (`/api/pools`, by name), backends (`/api/backends`)
-//! and routes (`/api/routes`), scoped to the caller's tenant, with the seeds' payloads and
+//! The edge's configuration API: pools (`/api/pools`, by name), backends (`/api/backends`),
+//! routes (`/api/routes`) and TLS certificates (`/api/certificates`), scoped to the caller's tenant, with the seeds' payloads and
 //! error codes. Every change is applied to the running edge before the answer is sent.
 //!
 //! This crate talks to the edge only through [`EdgeControl`], so it does not depend on the
 //! data plane; it must not depend on other feature crates.
 
 mod backends;
+mod certificates;
 mod pools;
 mod routes;
 mod views;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use utoipa_axum::router::OpenApiRouter;
 use veloflux_api::{ApiError, ErrorCode};
+use veloflux_secrets::SecretKey;
 use veloflux_store::{Store, StoreError};
 
 /// What the configuration API needs from the running edge.
@@ -31,6 +33,7 @@ pub trait EdgeControl: Send + Sync + 'static {
 pub struct RoutingState {
     store: Store,
     edge: Arc<dyn EdgeControl>,
+    secret: Arc<SecretKey>,
 }
 
 impl std::fmt::Debug for RoutingState {
@@ -40,9 +43,9 @@ impl std::fmt::Debug for RoutingState {
 }
 
 impl RoutingState {
-    /// State over `store`, applying changes through `edge`.
-    pub fn new(store: Store, edge: Arc<dyn EdgeControl>) -> RoutingState {
-        RoutingState { store, edge }
+    /// State over `store`, applying changes through `edge`; `secret` seals private keys.
+    pub fn new(store: Store, edge: Arc<dyn EdgeControl>, secret: Arc<SecretKey>) -> RoutingState {
+        RoutingState { store, edge, secret }
     }
 
     /// Applies the stored configuration to the edge. A failure is an internal error: the
@@ -61,6 +64,7 @@ pub fn router(state: RoutingState) -> OpenApiRouter {
         .merge(pools::routes())
         .merge(backends::routes())
         .merge(routes::routes())
+        .merge(certificates::routes())
         .with_state(state)
 }
 

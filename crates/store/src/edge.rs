@@ -124,6 +124,8 @@ pub struct EdgeRows {
     pub routes: Vec<Route>,
     /// Every tenant's plan (it sets the edge limits).
     pub plans: Vec<(TenantId, Plan)>,
+    /// Every TLS certificate.
+    pub certificates: Vec<crate::CertificateRow>,
 }
 
 const POOL_COLUMNS: &str = "id, tenant_id, name, algorithm, sticky_sessions, health_check, created_at, updated_at";
@@ -393,6 +395,7 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         Ok(EdgeRows {
             plans,
+            certificates: self.all_certificates().await?,
             pools: pools.iter().map(pool_from_row).collect::<Result<_, _>>()?,
             backends: backends.iter().map(backend_from_row).collect::<Result<_, _>>()?,
             routes: routes.iter().map(route_from_row).collect::<Result<_, _>>()?,
@@ -403,7 +406,7 @@ impl Store {
 impl Store {
     /// The row of `table` owned by `tenant` whose `key` column is `value`. Table, column and
     /// key names come from this module's constants, never from input.
-    async fn scoped_one<T>(
+    pub(crate) async fn scoped_one<T>(
         &self,
         columns: &str,
         table: &str,
@@ -424,7 +427,7 @@ impl Store {
     }
 
     /// Every row of `table` owned by `tenant`, ordered by `order`.
-    async fn scoped_all<T>(
+    pub(crate) async fn scoped_all<T>(
         &self,
         columns: &str,
         table: &str,

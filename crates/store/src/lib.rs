@@ -11,6 +11,7 @@
 
 mod audit;
 mod auth;
+mod certificates;
 mod db;
 mod edge;
 mod error;
@@ -24,6 +25,7 @@ mod users;
 
 pub use audit::{AuditEntry, NewAuditEntry};
 pub use auth::{NewRefreshToken, RefreshTokenRow, RefreshUse, SigningKeyRow, Throttle};
+pub use certificates::{CertificateRow, NewCertificate};
 pub use db::{Engine, Store};
 pub use edge::{Backend, BackendSpec, EdgeRows, Pool, PoolSpec, Route, RouteSpec};
 pub use error::StoreError;

@@ -227,7 +227,7 @@ pub struct Config {
     /// Edge HTTP listener.
     pub edge_http_addr: SocketAddr,
     /// Edge HTTPS listener, when configured (not served yet: see the README).
-    pub edge_https_addr: Option<String>,
+    pub edge_https_addr: Option<SocketAddr>,
     /// Proxy timeouts and retries.
     pub edge: veloflux_edge::EdgeSettings,
     /// How often edge traffic is written to the usage table.
@@ -586,7 +586,10 @@ impl Config {
             edge_workers,
             meter_flush_interval: positive("meter.flush_interval", &raw.meter.flush_interval, "10s")?,
             edge_http_addr: addr("edge.http_addr", &raw.edge.http_addr, "0.0.0.0:8000")?,
-            edge_https_addr: raw.edge.https_addr.0.clone().filter(|a| !a.trim().is_empty()),
+            edge_https_addr: match raw.edge.https_addr.0.as_deref().map(str::trim) {
+                Some("off") => None,
+                _ => Some(addr("edge.https_addr", &raw.edge.https_addr, "0.0.0.0:8443")?),
+            },
             edge,
             oidc_allow_private_targets,
             public_url,
@@ -645,7 +648,7 @@ impl Config {
                 "limits": self.edge_limits.iter().zip(["free", "professional", "enterprise"]).map(|(l, plan)| serde_json::json!({
                     "plan": plan, "requests_per_second": l.requests_per_second, "concurrent_requests": l.concurrent_requests,
                 })).collect::<Vec<_>>(),
-                "https_addr": self.edge_https_addr,
+                "https_addr": self.edge_https_addr.map(|a| a.to_string()),
                 "connect_timeout": format!("{}ms", self.edge.connect_timeout.as_millis()),
                 "response_timeout": format!("{}ms", self.edge.response_timeout.as_millis()),
                 "retries": self.edge.retries,

@@ -47,22 +47,25 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         info!(name = %name, addr = %bound, "listening");
         listeners.push((name, bound, listener));
     }
-    let edge_listener = veloflux_edge::bind_reuseport(config.edge_http_addr).map_err(|e| {
-        Failure::runtime(format!(
-            "cannot bind the edge_http listener to {}: {e}",
-            config.edge_http_addr
-        ))
-    })?;
-    let edge_addr = edge_listener
-        .local_addr()
-        .map_err(|e| Failure::runtime(format!("edge_http listener: {e}")))?;
-    info!(name = "edge_http", addr = %edge_addr, "listening");
+    let mut edge_listeners = Vec::new();
     let mut addresses: BTreeMap<&'static str, SocketAddr> =
         listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
-    addresses.insert("edge_http", edge_addr);
-    if let Some(https) = &config.edge_https_addr {
-        warn!(addr = %https, "edge.https_addr is set but HTTPS on the edge is not implemented yet; not listening");
+    let edge_addrs = [
+        ("edge_http", Some(config.edge_http_addr), false),
+        ("edge_https", config.edge_https_addr, true),
+    ];
+    for (name, addr, tls) in edge_addrs {
+        let Some(addr) = addr else { continue };
+        let socket = veloflux_edge::bind_reuseport(addr)
+            .map_err(|e| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}")))?;
+        let bound = socket
+            .local_addr()
+            .map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
+        info!(name = %name, addr = %bound, "listening");
+        addresses.insert(name, bound);
+        edge_listeners.push(veloflux_edge::EdgeListener { socket, tls });
     }
+    let edge_addr = addresses["edge_http"];
     let secret = Arc::new(secret_key(&config)?);
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let edge = veloflux_edge::Edge::new(
@@ -72,6 +75,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         },
         Some(metrics.registry()),
     );
+    if let Some(https) = addresses.get("edge_https") {
+        edge.set_https_port(https.port());
+    }
     let _ = metrics
         .registry()
         .register(Box::new(veloflux_edge::metrics::HealthCollector::new(Arc::clone(
@@ -121,10 +127,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     {
         let (edge, shutdown, workers) = (Arc::clone(&edge), shutdown_rx.clone(), config.edge_workers);
         servers.spawn(async move {
-            let result = tokio::task::spawn_blocking(move || edge.run_workers(edge_listener, workers, shutdown))
+            let result = tokio::task::spawn_blocking(move || edge.run_workers(edge_listeners, workers, shutdown))
                 .await
                 .unwrap_or_else(|err| Err(std::io::Error::other(err)));
-            ("edge_http", result)
+            ("edge", result)
         });
     }
 
@@ -238,6 +244,8 @@ async fn prepare(
         edge: Arc::clone(edge),
         store: store.clone(),
         limits: config.edge_limits,
+        secret: Arc::clone(&secret),
+        certificates: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     edge_link
         .apply()
@@ -259,7 +267,7 @@ async fn prepare(
     let identity = IdentityState::new(
         store.clone(),
         Arc::clone(&tokens),
-        secret,
+        Arc::clone(&secret),
         mailer,
         limiter.clone(),
         IdentitySettings {
@@ -276,7 +284,11 @@ async fn prepare(
     let (api, api_doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(veloflux_api::system::router(system.clone()))
         .merge(veloflux_identity::router(identity))
-        .merge(veloflux_routing::router(RoutingState::new(store.clone(), edge_link)))
+        .merge(veloflux_routing::router(RoutingState::new(
+            store.clone(),
+            edge_link,
+            Arc::clone(&secret),
+        )))
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
     let (_, admin_doc) =
@@ -390,6 +402,9 @@ struct EdgeLink {
     edge: Arc<veloflux_edge::Edge>,
     store: Store,
     limits: [veloflux_edge::TenantLimits; 3],
+    secret: Arc<SecretKey>,
+    /// Parsed certificates by id, so that a reload does not parse every chain again.
+    certificates: std::sync::Mutex<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>>,
 }
 
 impl EdgeLink {
@@ -442,12 +457,57 @@ impl EdgeLink {
                 },
             })
             .collect();
+        let certificates = self.certificates(&rows.certificates);
         self.edge.apply(&veloflux_edge::EdgeConfig {
             pools,
             routes,
             tenant_limits,
+            certificates,
         });
         Ok(())
+    }
+
+    /// The stored certificates as the edge serves them. One that cannot be opened or parsed
+    /// (it was checked on upload, so only a changed secret key does this) is logged and left
+    /// out rather than stopping the others.
+    fn certificates(&self, rows: &[veloflux_store::CertificateRow]) -> Vec<veloflux_edge::CertificateConfig> {
+        let mut cache = self
+            .certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.retain(|id, _| rows.iter().any(|row| &row.id == id));
+        let mut served = Vec::new();
+        for row in rows {
+            let key = match cache.get(&row.id) {
+                Some(key) => Arc::clone(key),
+                None => {
+                    let parsed = self
+                        .secret
+                        .open(&row.private_key_sealed)
+                        .map_err(|e| e.to_string())
+                        .and_then(|key| String::from_utf8(key).map_err(|e| e.to_string()))
+                        .and_then(|key| veloflux_tls::parse(&row.chain_pem, &key).map_err(|e| e.to_string()));
+                    match parsed {
+                        Ok(certificate) => {
+                            cache.insert(row.id.clone(), Arc::clone(&certificate.key));
+                            certificate.key
+                        }
+                        Err(err) => {
+                            warn!(certificate_id = %row.id, error = %err, "a stored certificate cannot be used; skipped");
+                            continue;
+                        }
+                    }
+                }
+            };
+            served.push(veloflux_edge::CertificateConfig {
+                id: row.id.clone(),
+                tenant_id: row.tenant_id.to_string(),
+                hostnames: row.hostnames.clone(),
+                key,
+                not_after: row.not_after.into(),
+            });
+        }
+        served
     }
 }
 

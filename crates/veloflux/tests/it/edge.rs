@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use crate::harness::{Server, Session, call, client};
 
 /// A loopback upstream that answers with its name and remembers forwarding headers.
-struct Upstream {
-    addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
-    seen: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    pub(crate) seen: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
 #[derive(Clone)]
@@ -47,7 +47,7 @@ async fn answer(State(state): State<UpstreamState>, headers: HeaderMap) -> Strin
     state.name.clone()
 }
 
-async fn upstream(name: &str, delay: Duration) -> Upstream {
+pub(crate) async fn upstream(name: &str, delay: Duration) -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -79,7 +79,7 @@ async fn through_edge(server: &Server, host: &str, path: &str) -> (u16, String) 
 }
 
 /// A pool with health checks off (backends serve at once), its backends and a route.
-async fn setup(
+pub(crate) async fn setup(
     server: &Server,
     session: &Session,
     pool: &str,

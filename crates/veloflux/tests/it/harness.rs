@@ -53,6 +53,7 @@ impl Server {
             .env("VELOFLUX_ADMIN_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_METRICS_ADDR", "127.0.0.1:0")
             .env("VELOFLUX_EDGE_HTTP_ADDR", "127.0.0.1:0")
+            .env("VELOFLUX_EDGE_HTTPS_ADDR", "127.0.0.1:0")
             // Edge tests send bursts; the per-tenant limits have their own test.
             .env("VELOFLUX_EDGE__FREE_RPS", "1000000")
             .env("VELOFLUX_EDGE__FREE_CONCURRENCY", "100000")

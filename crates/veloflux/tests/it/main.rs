@@ -16,3 +16,4 @@ mod openapi;
 mod registration;
 mod server;
 mod tenancy;
+mod tls;

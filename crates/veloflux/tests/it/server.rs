@@ -12,6 +12,7 @@ async fn starts_without_configuration_and_creates_the_data_directory() {
         .env("VELOFLUX_ADMIN_ADDR", "127.0.0.1:0")
         .env("VELOFLUX_METRICS_ADDR", "127.0.0.1:0")
         .env("VELOFLUX_EDGE_HTTP_ADDR", "127.0.0.1:0")
+        .env("VELOFLUX_EDGE_HTTPS_ADDR", "127.0.0.1:0")
         .env("VELOFLUX_LOG_FORMAT", "json");
     let server = Server::spawn(serve);
     assert!(
@@ -39,10 +40,10 @@ async fn every_listener_binds_port_zero_and_reports_its_address() {
     let server = Server::start(&dir.path().join("data"));
     assert_eq!(
         server.listeners.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["admin", "api", "edge_http", "metrics"]
+        ["admin", "api", "edge_http", "edge_https", "metrics"]
     );
     let ports: std::collections::BTreeSet<u16> = server.listeners.values().map(|a| a.port()).collect();
-    assert_eq!(ports.len(), 4, "four distinct ports");
+    assert_eq!(ports.len(), 5, "five distinct ports");
     assert!(!ports.contains(&0));
 
     let http = client();
