@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod balance;
 pub mod config;
+mod framing;
 pub mod health;
 pub mod limits;
 pub mod metrics;
@@ -53,7 +54,8 @@ pub struct EdgeSettings {
     pub tunnel_idle_timeout: Duration,
     /// Access log: 0 off, 1 every request, N one request in N.
     pub access_log_one_in: u32,
-    /// Largest request body announced by `Content-Length` that is accepted (413 above).
+    /// Largest request body accepted (413 above): checked against `Content-Length` before
+    /// forwarding, and counted as a chunked body streams.
     pub max_request_body_bytes: u64,
 }
 
@@ -332,15 +334,22 @@ impl Edge {
             let _ = stream.set_nodelay(true);
             let open = ConnectionCount::new(self.metrics.active_connections.clone());
             let (edge, client) = (Arc::clone(&self), client.clone());
+            let framing = Arc::new(framing::Framing::new());
+            let seen = Arc::clone(&framing);
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let (edge, client) = (Arc::clone(&edge), client.clone());
-                async move { Ok::<_, std::convert::Infallible>(proxy::handle(edge, &client, request, peer, scheme).await) }
+                let ambiguous = seen.next_request();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        proxy::handle(edge, &client, request, peer, scheme, ambiguous).await,
+                    )
+                }
             });
             let (builder, watcher) = (builder.clone(), graceful.watcher());
             match &tls {
                 None => {
                     let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(framing::Scanned::new(stream, framing)), service)
                         .into_owned();
                     let connection = watcher.watch(connection);
                     tokio::spawn(async move {
@@ -366,7 +375,10 @@ impl Edge {
                             }
                         };
                         let connection = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .serve_connection_with_upgrades(
+                                TokioIo::new(framing::Scanned::new(stream, framing)),
+                                service,
+                            )
                             .into_owned();
                         if let Err(err) = watcher.watch(connection).await {
                             tracing::debug!(error = %err, peer = %peer, "edge connection ended with an error");

@@ -22,7 +22,10 @@ use crate::Edge;
 use crate::backend::InFlight;
 
 /// The body type of every response the edge writes.
-pub type EdgeBody = BoxBody<Bytes, hyper::Error>;
+pub type EdgeBody = BoxBody<Bytes, BoxError>;
+
+/// The error of a body the edge passes on.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -56,6 +59,7 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
     scheme: &'static str,
+    ambiguous: Option<&'static str>,
 ) -> Response<EdgeBody> {
     let request_id = match request
         .headers()
@@ -80,7 +84,11 @@ pub(crate) async fn handle(
             std::time::Instant::now(),
         )
     });
-    let mut response = forward(&edge, client, request, peer, scheme, &request_id).await;
+    let mut response = match ambiguous {
+        // Refused whatever the host: the head was read by the connection's framing scanner.
+        Some(problem) => bad_framing(problem, &request_id),
+        None => forward(&edge, client, request, peer, scheme, &request_id).await,
+    };
     if let Some((method, path, host, started)) = context {
         tracing::info!(
             target: "veloflux::access",
@@ -149,15 +157,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && length > edge.settings.max_request_body_bytes
     {
-        let message = format!(
-            "request bodies are limited to {} bytes",
-            edge.settings.max_request_body_bytes
-        );
-        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message, request_id);
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        return too_large(edge.settings.max_request_body_bytes, request_id);
     }
     route.pool.earn_retry();
     let bodiless = is_bodiless(request.headers());
@@ -172,13 +172,22 @@ async fn forward(
                 first: Some(first),
                 rest: body,
             }
+            .map_err(BoxError::from)
             .boxed(),
             Some(Err(_)) => return bad_framing("malformed chunked body", request_id),
             None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
         }
     } else {
-        body.boxed()
+        body.map_err(BoxError::from).boxed()
     };
+    // A chunked body announces no length, so the size limit is applied as it streams: past
+    // the limit the upstream request is aborted (the backend never sees a complete body) and
+    // the client gets 413.
+    let oversized = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let limit = chunked.then(|| Limit {
+        left: edge.settings.max_request_body_bytes,
+        tripped: Arc::clone(&oversized),
+    });
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, peer, scheme, &host);
     if let Ok(value) = HeaderValue::from_str(request_id) {
@@ -237,6 +246,7 @@ async fn forward(
             Some(body) => Metered {
                 inner: body,
                 counter: route.metrics.bytes_in.clone(),
+                limit: limit.clone(),
                 _guard: None,
                 _slot: None,
             }
@@ -286,11 +296,16 @@ async fn forward(
                     Metered {
                         inner: body,
                         counter,
+                        limit: None,
                         _guard: Some(guard),
                         _slot: slot.take(),
                     }
                     .boxed(),
                 );
+            }
+            Ok(Err(_)) if oversized.load(std::sync::atomic::Ordering::Relaxed) => {
+                route.metrics.count(index, 413);
+                return too_large(edge.settings.max_request_body_bytes, request_id);
             }
             Ok(Err(err)) => {
                 let connect = err.is_connect();
@@ -336,30 +351,74 @@ async fn forward(
     )
 }
 
-/// A body that counts the bytes it passes on and, for responses, holds the backend's
-/// in-flight count until it is fully sent or the client goes away.
+/// 413 for a request body over the limit; the connection is closed, as the rest of the body
+/// is not read.
+fn too_large(limit: u64, request_id: &str) -> Response<EdgeBody> {
+    let message = format!("request bodies are limited to {limit} bytes");
+    let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message, request_id);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Bytes a streamed request body may still carry.
+#[derive(Clone)]
+struct Limit {
+    left: u64,
+    tripped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The error that aborts a request body over the limit.
+#[derive(Debug)]
+struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body is larger than the limit")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// A body that counts the bytes it passes on, enforces a size limit when it has one and, for
+/// responses, holds the backend's in-flight count until it is fully sent or the client goes
+/// away.
 struct Metered<B> {
     inner: B,
     counter: prometheus::IntCounter,
+    limit: Option<Limit>,
     _guard: Option<InFlight>,
     _slot: Option<crate::limits::Slot>,
 }
 
 impl<B> Body for Metered<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(polled) => polled.map(|frame| frame.map_err(Into::into)),
+        };
+        if let Some(Ok(frame)) = &polled
             && let Some(data) = frame.data_ref()
         {
-            self.counter.inc_by(data.len() as u64);
+            let size = data.len() as u64;
+            self.counter.inc_by(size);
+            if let Some(limit) = &mut self.limit {
+                if size > limit.left {
+                    limit.tripped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                }
+                limit.left -= size;
+            }
         }
-        polled
+        Poll::Ready(polled)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -473,6 +532,7 @@ async fn upgrade(
             Metered {
                 inner: body,
                 counter,
+                limit: None,
                 _guard: Some(guard),
                 _slot: slot.take(),
             }
