@@ -33,6 +33,8 @@ pub struct HealthEvent {
     pub previous: Health,
     /// Health now.
     pub current: Health,
+    /// Path of the check.
+    pub path: String,
     /// Status of the last check, if it got an answer.
     pub status_code: Option<u16>,
     /// Time the last check took, in milliseconds.
@@ -197,6 +199,7 @@ async fn check_loop(
                 address: backend.authority.clone(),
                 previous: current,
                 current: next,
+                path: check.path.clone(),
                 status_code,
                 response_time_ms: elapsed,
                 error,

@@ -187,7 +187,9 @@ async fn create_backend(
         other => other?,
     };
     state.apply().await?;
-    Ok((StatusCode::CREATED, Json(view(&state, backend).await?)))
+    let view = view(&state, backend).await?;
+    state.publish(principal.tenant_id, "backend.added", "backend", &view);
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// One backend.
@@ -264,10 +266,15 @@ async fn delete_backend(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::WriteResources, principal.tenant_id)?;
+    let backend = match state.store.backend(principal.tenant_id, &id).await {
+        Err(StoreError::NotFound) => return Err(not_found(&id)),
+        other => view(&state, other.map_err(store_error)?).await?,
+    };
     match state.store.delete_backend(principal.tenant_id, &id).await {
         Err(StoreError::NotFound) => return Err(not_found(&id)),
         other => other.map_err(store_error)?,
     }
     state.apply().await?;
+    state.publish(principal.tenant_id, "backend.removed", "backend", &backend);
     Ok(StatusCode::NO_CONTENT)
 }

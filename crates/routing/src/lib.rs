@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use utoipa_axum::router::OpenApiRouter;
 use veloflux_api::{ApiError, ErrorCode};
+use veloflux_domain::TenantId;
+use veloflux_events::{Event, EventBus};
 use veloflux_secrets::SecretKey;
 use veloflux_store::{Store, StoreError};
 
@@ -34,6 +36,7 @@ pub struct RoutingState {
     store: Store,
     edge: Arc<dyn EdgeControl>,
     secret: Arc<SecretKey>,
+    events: EventBus,
 }
 
 impl std::fmt::Debug for RoutingState {
@@ -43,9 +46,25 @@ impl std::fmt::Debug for RoutingState {
 }
 
 impl RoutingState {
-    /// State over `store`, applying changes through `edge`; `secret` seals private keys.
-    pub fn new(store: Store, edge: Arc<dyn EdgeControl>, secret: Arc<SecretKey>) -> RoutingState {
-        RoutingState { store, edge, secret }
+    /// State over `store`, applying changes through `edge`; `secret` seals private keys and
+    /// changes are published on `events`.
+    pub fn new(store: Store, edge: Arc<dyn EdgeControl>, secret: Arc<SecretKey>, events: EventBus) -> RoutingState {
+        RoutingState {
+            store,
+            edge,
+            secret,
+            events,
+        }
+    }
+
+    /// Publishes `event` for `tenant` with `data` (a view of what changed under `key`).
+    fn publish(&self, tenant: TenantId, event: &str, key: &str, data: &impl serde::Serialize) {
+        let data = serde_json::to_value(data).unwrap_or(serde_json::Value::Null);
+        self.events.publish(Event::new(
+            event,
+            Some(tenant.to_string()),
+            serde_json::json!({ key: data }),
+        ));
     }
 
     /// Applies the stored configuration to the edge. A failure is an internal error: the

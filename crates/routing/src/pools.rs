@@ -189,7 +189,9 @@ async fn create_pool(
         other => other?,
     };
     state.apply().await?;
-    Ok((StatusCode::CREATED, Json(pool_view(&state, pool).await?)))
+    let view = pool_view(&state, pool).await?;
+    state.publish(principal.tenant_id, "pool.created", "pool", &view);
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// One pool.
@@ -240,7 +242,9 @@ async fn update_pool(
         other => other?,
     };
     state.apply().await?;
-    Ok(Json(pool_view(&state, updated).await?))
+    let view = pool_view(&state, updated).await?;
+    state.publish(principal.tenant_id, "pool.updated", "pool", &view);
+    Ok(Json(view))
 }
 
 /// Deletes a pool and its backends; a pool that routes use cannot be deleted.
@@ -263,5 +267,11 @@ async fn delete_pool(
         other => other?,
     }
     state.apply().await?;
+    state.publish(
+        principal.tenant_id,
+        "pool.deleted",
+        "pool",
+        &serde_json::json!({"id": pool.id, "name": pool.name}),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

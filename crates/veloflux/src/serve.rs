@@ -67,6 +67,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     }
     let edge_addr = addresses["edge_http"];
     let secret = Arc::new(secret_key(&config)?);
+    let events = veloflux_events::EventBus::new();
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let edge = veloflux_edge::Edge::new(
         config.edge,
@@ -134,7 +135,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         });
     }
 
-    match prepare(&config, &store, &system, &edge, secret).await {
+    match prepare(&config, &store, &system, &edge, secret, &events).await {
         Ok((app, layers)) => {
             *api_app.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 veloflux_api::finish_with(app, metrics.clone(), config.http, layers);
@@ -146,6 +147,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             return Err(failure);
         }
     }
+    tokio::spawn(publish_health_changes(edge.subscribe(), events.clone()));
     let meter = tokio::spawn(meter_loop(
         Arc::clone(&edge),
         store.clone(),
@@ -208,6 +210,7 @@ async fn prepare(
     system: &System,
     edge: &Arc<veloflux_edge::Edge>,
     secret: Arc<SecretKey>,
+    events: &veloflux_events::EventBus,
 ) -> Result<(Router, ApiLayers), Failure> {
     let applied = store
         .migrate()
@@ -288,6 +291,7 @@ async fn prepare(
             store.clone(),
             edge_link,
             Arc::clone(&secret),
+            events.clone(),
         )))
         .merge(openapi::router(Arc::clone(&document)))
         .split_for_parts();
@@ -393,6 +397,48 @@ async fn meter_loop(
         if stopping {
             break;
         }
+    }
+}
+
+/// Publishes the edge's health changes as `backend.health_changed` events, in the seed's
+/// payload.
+async fn publish_health_changes(
+    mut changes: tokio::sync::broadcast::Receiver<veloflux_edge::HealthEvent>,
+    events: veloflux_events::EventBus,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(RecvError::Lagged(missed)) => {
+                warn!(
+                    missed,
+                    "backend health changes were dropped before they could be published"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let data = serde_json::json!({
+            "backend": {
+                "id": change.backend_id,
+                "address": change.address,
+                "pool": change.pool,
+                "previous_status": change.previous.as_str(),
+                "current_status": change.current.as_str(),
+                "health_check_details": {
+                    "path": change.path,
+                    "response_time": change.response_time_ms,
+                    "status_code": change.status_code,
+                    "error": change.error,
+                },
+            }
+        });
+        events.publish(veloflux_events::Event::new(
+            "backend.health_changed",
+            Some(change.tenant_id),
+            data,
+        ));
     }
 }
 

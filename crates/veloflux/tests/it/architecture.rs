@@ -66,6 +66,22 @@ fn crates_depend_only_on_what_the_architecture_allows() {
             "veloflux-edge",
             &["sqlx", "axum", "veloflux-store", "veloflux-api", "figment", "clap"],
         ),
+        // Shared leaves: TLS and the event bus know nothing of storage, HTTP routing or features.
+        (
+            "veloflux-tls",
+            &["sqlx", "axum", "hyper", "tokio", "veloflux-store", "veloflux-api"],
+        ),
+        (
+            "veloflux-events",
+            &[
+                "sqlx",
+                "axum",
+                "hyper",
+                "veloflux-store",
+                "veloflux-api",
+                "veloflux-edge",
+            ],
+        ),
     ];
     for (krate, banned) in forbidden {
         let actual = deps
@@ -81,7 +97,9 @@ fn crates_depend_only_on_what_the_architecture_allows() {
 fn only_the_binary_reads_the_environment_for_configuration() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut offenders = Vec::new();
-    for krate in ["domain", "store", "api", "identity", "edge", "routing", "secrets"] {
+    for krate in [
+        "domain", "store", "api", "identity", "edge", "routing", "secrets", "tls", "events",
+    ] {
         let mut stack = vec![root.join(krate).join("src")];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {

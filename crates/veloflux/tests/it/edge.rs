@@ -279,7 +279,46 @@ async fn a_killed_backend_stops_receiving_traffic_without_errors() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server.wait_for_log("backend health changed");
+
+    // The change was published as a `backend.health_changed` event in the seed's payload.
+    let (_, list) = api(&server, &session, "GET", "/api/backends", json!({})).await;
+    let dead = list["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == a.addr.to_string())
+        .unwrap()["id"]
+        .clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let event = loop {
+        let found = server.log_text().lines().find_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            let data: Value = serde_json::from_str(entry["data"].as_str()?).ok()?;
+            (entry["event"] == "backend.health_changed" && data["backend"]["current_status"] == "unhealthy")
+                .then_some((entry, data))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no backend.health_changed event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (entry, data) = event;
+    assert_eq!(entry["tenant_id"], session.tenant_id.as_str());
+    let backend = &data["backend"];
+    assert_eq!(backend["id"], dead);
+    assert_eq!(backend["address"], a.addr.to_string());
+    assert_eq!(backend["pool"], "hc");
+    assert_eq!(backend["previous_status"], "healthy");
+    assert_eq!(backend["health_check_details"]["path"], "/health");
+    assert!(backend["health_check_details"]["error"].is_string(), "{backend}");
+    assert!(
+        server.log_text().contains("\"event\":\"pool.created\""),
+        "configuration changes are events too"
+    );
 }
 
 #[tokio::test]
