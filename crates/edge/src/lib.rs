@@ -98,6 +98,7 @@ pub struct Edge {
     metered: std::sync::Mutex<std::collections::HashMap<String, RouteUsage>>,
     limiters: std::sync::Mutex<std::collections::HashMap<String, Arc<limits::TenantLimiter>>>,
     https_port: std::sync::atomic::AtomicU16,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// A route's traffic: cumulative inside the edge, a delta when handed to the meter.
@@ -143,6 +144,7 @@ impl Edge {
             metered: std::sync::Mutex::new(std::collections::HashMap::new()),
             limiters: std::sync::Mutex::new(std::collections::HashMap::new()),
             https_port: std::sync::atomic::AtomicU16::new(443),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -239,10 +241,10 @@ impl Edge {
             .build(connector)
     }
 
-    /// Runs `workers` threads, each with its own single-threaded runtime, its own
-    /// `SO_REUSEPORT` socket on the address of every one of `listeners` (which must have been
-    /// bound with [`bind_reuseport`]) and its own upstream connection pool: the nginx worker
-    /// model, so a request stays on one core. Blocks until every worker has drained after
+    /// Runs `workers` threads, each with its own single-threaded runtime and its own upstream
+    /// connection pool: the nginx worker model, so a request stays on one core. The sockets of
+    /// `listeners` (bound with [`bind_reuseport`], one per worker for even spreading) are
+    /// dealt out to the workers in turn. Blocks until every worker has drained after
     /// `shutdown`.
     pub fn run_workers(
         self: Arc<Self>,
@@ -253,24 +255,15 @@ impl Edge {
         let tls = Arc::new(
             veloflux_tls::server_config(Arc::new(SniResolver(Arc::clone(&self)))).map_err(std::io::Error::other)?,
         );
-        let mut first: Vec<Option<EdgeListener>> = listeners.into_iter().map(Some).collect();
-        let addresses = first
-            .iter()
-            .flatten()
-            .map(|l| Ok((l.socket.local_addr()?, l.tls)))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let mut threads = Vec::new();
-        for index in 0..workers.max(1) {
-            let mut sockets = Vec::new();
-            for (slot, (addr, tls)) in first.iter_mut().zip(&addresses) {
-                sockets.push(match slot.take() {
-                    Some(listener) => listener,
-                    None => EdgeListener {
-                        socket: bind_reuseport(*addr)?,
-                        tls: *tls,
-                    },
-                });
+        let workers = workers.max(1);
+        let mut dealt: Vec<Vec<(std::net::TcpListener, bool)>> = (0..workers).map(|_| Vec::new()).collect();
+        for listener in listeners {
+            for (index, socket) in listener.sockets.into_iter().enumerate() {
+                dealt[index % workers].push((socket, listener.tls));
             }
+        }
+        let mut threads = Vec::new();
+        for (index, sockets) in dealt.into_iter().enumerate() {
             let (edge, shutdown, tls) = (Arc::clone(&self), shutdown.clone(), Arc::clone(&tls));
             let thread = std::thread::Builder::new()
                 .name(format!("veloflux-edge-{index}"))
@@ -279,9 +272,10 @@ impl Edge {
                     runtime.block_on(async move {
                         let client = edge.upstream_client();
                         let mut served = tokio::task::JoinSet::new();
-                        for listener in sockets {
-                            let acceptor = listener.tls.then(|| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls)));
-                            let socket = TcpListener::from_std(listener.socket)?;
+                        for (socket, tls_enabled) in sockets {
+                            let acceptor = tls_enabled.then(|| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls)));
+                            socket.set_nonblocking(true)?;
+                            let socket = TcpListener::from_std(socket)?;
                             let (edge, client, mut shutdown) = (Arc::clone(&edge), client.clone(), shutdown.clone());
                             served.spawn(async move {
                                 edge.serve(socket, acceptor, client, async move {
@@ -387,10 +381,10 @@ impl Edge {
                 }
             }
         }
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("edge connections still open after 30 s; closing"),
-        }
+        // Keep-alive clients are told to reconnect (to whoever accepts now) on their next
+        // response.
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        drain(graceful).await;
     }
 
     /// Sets the port HTTP requests to `ssl_enabled` routes are redirected to.
@@ -399,14 +393,33 @@ impl Edge {
     }
 }
 
+/// How long connections keep being served normally after a listener stopped accepting: a
+/// connection accepted just before still gets its first request read and answered, and
+/// keep-alive clients move to new connections on their next response.
+pub const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
+/// Drains the connections `graceful` watches, once their listener stopped accepting: they
+/// are served as usual for [`DRAIN_LINGER`] (or until all have closed), then idle ones are
+/// closed and busy ones finish their request, for at most 30 s.
+pub async fn drain(graceful: hyper_util::server::graceful::GracefulShutdown) {
+    let linger = tokio::time::Instant::now() + DRAIN_LINGER;
+    while graceful.count() > 0 && tokio::time::Instant::now() < linger {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("connections still open after 30 s; closing"),
+    }
+}
+
 /// Time a client has to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One listening socket of the edge.
+/// One listening address of the edge.
 #[derive(Debug)]
 pub struct EdgeListener {
-    /// The socket, bound with [`bind_reuseport`].
-    pub socket: std::net::TcpListener,
+    /// Its sockets, bound with [`bind_reuseport`] (or inherited from a previous process).
+    pub sockets: Vec<std::net::TcpListener>,
     /// Whether connections speak TLS.
     pub tls: bool,
 }

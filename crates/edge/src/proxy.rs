@@ -70,6 +70,7 @@ pub(crate) async fn handle(
         Some(id) => id.to_owned(),
         None => next_request_id(),
     };
+    let http1 = request.version() <= Version::HTTP_11;
     let sample = edge.settings.access_log_one_in;
     let logged = sample != 0
         && tracing::enabled!(target: "veloflux::access", tracing::Level::INFO)
@@ -104,6 +105,14 @@ pub(crate) async fn handle(
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if http1
+        && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        && edge.draining.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 mod logging;
 mod serve;
+mod takeover;
 
 use std::io::Write as _;
 use std::process::ExitCode;

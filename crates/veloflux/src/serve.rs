@@ -32,38 +32,59 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     crate::logging::init(&config);
     let store = open_store(&config).await?;
 
+    // A running instance on the same data directory hands its sockets over (hot restart).
+    let control_path = crate::takeover::socket_path(&config.data_dir);
+    let mut inherited = crate::takeover::request(&control_path).await?;
+    let mut taken = |name: &str, addr: SocketAddr| inherited.as_mut().and_then(|i| i.take(name, addr));
+    let bind_failed = |name: &'static str, addr: SocketAddr| {
+        move |e: std::io::Error| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}"))
+    };
+    let mut handover: Vec<(&'static str, Vec<std::net::TcpListener>)> = Vec::new();
+    let mut addresses: BTreeMap<&'static str, SocketAddr> = BTreeMap::new();
+
     let mut listeners = Vec::new();
     for (name, addr) in [
         ("api", config.api_addr),
         ("admin", config.admin_addr),
         ("metrics", config.metrics_addr),
     ] {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}")))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
+        let socket = match taken(name, addr).and_then(|group| group.into_iter().next()) {
+            Some(socket) => socket,
+            None => std::net::TcpListener::bind(addr).map_err(bind_failed(name, addr))?,
+        };
+        socket.set_nonblocking(true).map_err(bind_failed(name, addr))?;
+        handover.push((name, vec![socket.try_clone().map_err(bind_failed(name, addr))?]));
+        let listener = TcpListener::from_std(socket).map_err(bind_failed(name, addr))?;
+        let bound = listener.local_addr().map_err(bind_failed(name, addr))?;
         info!(name = %name, addr = %bound, "listening");
-        listeners.push((name, bound, listener));
+        addresses.insert(name, bound);
+        listeners.push((name, listener));
     }
     let mut edge_listeners = Vec::new();
-    let mut addresses: BTreeMap<&'static str, SocketAddr> =
-        listeners.iter().map(|(name, addr, _)| (*name, *addr)).collect();
     let edge_addrs = [
         ("edge_http", Some(config.edge_http_addr), false),
         ("edge_https", config.edge_https_addr, true),
     ];
     for (name, addr, tls) in edge_addrs {
         let Some(addr) = addr else { continue };
-        let socket = veloflux_edge::bind_reuseport(addr)
-            .map_err(|e| Failure::runtime(format!("cannot bind the {name} listener to {addr}: {e}")))?;
-        let bound = socket
-            .local_addr()
-            .map_err(|e| Failure::runtime(format!("{name} listener: {e}")))?;
+        let mut sockets = taken(name, addr).unwrap_or_default();
+        if sockets.is_empty() {
+            sockets.push(veloflux_edge::bind_reuseport(addr).map_err(bind_failed(name, addr))?);
+        }
+        let bound = sockets[0].local_addr().map_err(bind_failed(name, addr))?;
+        // One socket per worker, so that the kernel spreads connections over the cores.
+        while sockets.len() < config.edge_workers {
+            sockets.push(veloflux_edge::bind_reuseport(bound).map_err(bind_failed(name, bound))?);
+        }
+        let clones = sockets
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bind_failed(name, bound))?;
+        handover.push((name, clones));
         info!(name = %name, addr = %bound, "listening");
         addresses.insert(name, bound);
-        edge_listeners.push(veloflux_edge::EdgeListener { socket, tls });
+        edge_listeners.push(veloflux_edge::EdgeListener { sockets, tls });
     }
     let edge_addr = addresses["edge_http"];
     let secret = Arc::new(secret_key(&config)?);
@@ -110,29 +131,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = JoinSet::new();
-    for (name, _, listener) in listeners {
-        let Some((_, app)) = apps.iter().find(|(app_name, _)| *app_name == name).cloned() else {
-            continue;
-        };
-        let mut shutdown = shutdown_rx.clone();
-        servers.spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let result = axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-            (name, result)
-        });
-    }
-    {
-        let (edge, shutdown, workers) = (Arc::clone(&edge), shutdown_rx.clone(), config.edge_workers);
-        servers.spawn(async move {
-            let result = tokio::task::spawn_blocking(move || edge.run_workers(edge_listeners, workers, shutdown))
-                .await
-                .unwrap_or_else(|err| Err(std::io::Error::other(err)));
-            ("edge", result)
-        });
+    // On a fresh start the API answers `/health` (and 503 on `/ready`) during start-up; on a
+    // takeover the previous process keeps serving until this one is ready, so nothing is
+    // accepted here before then. The edge always starts with its configuration loaded.
+    let mut api_listeners = Some(listeners);
+    if inherited.is_none() {
+        spawn_http(
+            &mut servers,
+            api_listeners.take().unwrap_or_default(),
+            &apps,
+            &shutdown_rx,
+        );
     }
 
     match prepare(&config, &store, &system, &edge, secret, &events).await {
@@ -147,6 +156,18 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             return Err(failure);
         }
     }
+    if let Some(listeners) = api_listeners.take() {
+        spawn_http(&mut servers, listeners, &apps, &shutdown_rx);
+    }
+    {
+        let (edge, shutdown, workers) = (Arc::clone(&edge), shutdown_rx.clone(), config.edge_workers);
+        servers.spawn(async move {
+            let result = tokio::task::spawn_blocking(move || edge.run_workers(edge_listeners, workers, shutdown))
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+            ("edge", result)
+        });
+    }
     tokio::spawn(publish_health_changes(edge.subscribe(), events.clone()));
     let meter = tokio::spawn(meter_loop(
         Arc::clone(&edge),
@@ -155,14 +176,24 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         shutdown_rx.clone(),
     ));
     system.mark_ready();
+    // Offer the sockets to a successor, then let the predecessor (if any) drain.
+    let successor = crate::takeover::offer(control_path.clone(), handover);
+    if let Some(previous) = inherited {
+        previous.finish().await;
+    }
     info!(
         version = env!("CARGO_PKG_VERSION"),
         database = store.engine().as_str(),
         "ready"
     );
 
+    let mut handed_over = false;
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),
+        () = successor => {
+            handed_over = true;
+            Ok(())
+        }
         Some(joined) = servers.join_next() => match joined {
             Ok((name, Err(err))) => Err(Failure::runtime(format!("the {name} listener failed: {err}"))),
             Ok((name, Ok(()))) => Err(Failure::runtime(format!("the {name} listener stopped unexpectedly"))),
@@ -186,8 +217,72 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     // The meter flushes what it counted since its last tick before the store closes.
     let _ = meter.await;
     store.close().await;
+    if !handed_over {
+        let _ = std::fs::remove_file(&control_path);
+    }
     info!("stopped");
     outcome
+}
+
+/// Serves each of `listeners` with its app until `shutdown`.
+fn spawn_http(
+    servers: &mut JoinSet<(&'static str, std::io::Result<()>)>,
+    listeners: Vec<(&'static str, TcpListener)>,
+    apps: &[(&'static str, Router)],
+    shutdown: &watch::Receiver<bool>,
+) {
+    for (name, listener) in listeners {
+        let Some((_, app)) = apps.iter().find(|(app_name, _)| *app_name == name).cloned() else {
+            continue;
+        };
+        let shutdown = shutdown.clone();
+        servers.spawn(async move {
+            serve_app(listener, app, shutdown).await;
+            (name, Ok(()))
+        });
+    }
+}
+
+/// Serves `app` on `listener` (HTTP/1.1 and h2c, with upgrades) until `shutdown`, then drains
+/// the connections as the edge does.
+async fn serve_app(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, peer = %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    veloflux_edge::drain(graceful).await;
 }
 
 /// A router that forwards to whatever router `slot` holds at the time of each request.

@@ -153,13 +153,18 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
+    pub fn terminate(self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("running kill");
         assert!(sent.success());
+        self.wait_for_exit()
+    }
+
+    /// Waits (bounded) until the process exits by itself; returns its status and log.
+    pub fn wait_for_exit(mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -169,7 +174,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "server did not stop after SIGTERM; log:\n{}",
+                "server did not stop; log:\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(20));

@@ -15,5 +15,6 @@ mod oidc;
 mod openapi;
 mod registration;
 mod server;
+mod takeover;
 mod tenancy;
 mod tls;
