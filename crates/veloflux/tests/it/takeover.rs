@@ -75,7 +75,7 @@ async fn a_new_process_takes_over_the_listeners_without_losing_a_request() {
         total > before + 20,
         "requests kept flowing after the handover ({before} then {total})"
     );
-    let failures = failures.lock().unwrap();
+    let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
         "{} of {total} requests failed: {failures:?}",
