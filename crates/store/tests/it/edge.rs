@@ -1,12 +1,13 @@
 use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, RouteHost, Weight};
-use veloflux_store::{BackendSpec, PoolSpec, RouteSpec, Store, StoreError};
+use veloflux_store::{BackendSpec, NewCertificate, PoolSpec, RouteSpec, Store, StoreError};
 
 use crate::conformance;
 use crate::tenants::new_tenant;
 
 conformance!(
     pools_backends_and_routes_round_trip,
-    hosts_belong_to_one_tenant_and_used_pools_stay
+    hosts_belong_to_one_tenant_and_used_pools_stay,
+    certificates_are_tenant_scoped_and_respect_host_owners
 );
 
 fn pool(name: &str) -> PoolSpec {
@@ -137,4 +138,65 @@ async fn hosts_belong_to_one_tenant_and_used_pools_stay(store: Store) {
         .unwrap();
     store.delete_pool(a, &pa.id).await.unwrap();
     assert!(store.pools(a).await.unwrap().is_empty());
+}
+
+fn certificate(hosts: &[&str], fingerprint: &str) -> NewCertificate {
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    NewCertificate {
+        hostnames: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        chain_pem: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".into(),
+        private_key_sealed: "sealed".into(),
+        fingerprint_sha256: fingerprint.into(),
+        subject: "CN=a".into(),
+        issuer: "CN=ca".into(),
+        not_before: at("2026-01-01T00:00:00Z"),
+        not_after: at("2027-01-01T00:00:00Z"),
+    }
+}
+
+async fn certificates_are_tenant_scoped_and_respect_host_owners(store: Store) {
+    let a = store.create_tenant(&new_tenant("A")).await.unwrap().id;
+    let b = store.create_tenant(&new_tenant("B")).await.unwrap().id;
+    let pa = store.create_pool(a, &pool("p")).await.unwrap();
+    store
+        .create_route(a, &route("shop.exemplo.com", "/", &pa.id))
+        .await
+        .unwrap();
+
+    let stored = store
+        .create_certificate(a, &certificate(&["shop.exemplo.com", "*.exemplo.com"], "f1"))
+        .await
+        .unwrap();
+    assert_eq!(stored.hostnames, ["shop.exemplo.com", "*.exemplo.com"]);
+    assert_eq!(stored.not_after.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+    assert_eq!(store.certificate(a, &stored.id).await.unwrap(), stored);
+    assert!(matches!(
+        store
+            .create_certificate(a, &certificate(&["shop.exemplo.com"], "f1"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let taken = store
+        .create_certificate(b, &certificate(&["shop.exemplo.com"], "f2"))
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict { ref constraint }) if constraint == "route_hosts"),
+        "{taken:?}"
+    );
+    store
+        .create_certificate(b, &certificate(&["other.exemplo.com"], "f1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.certificate(b, &stored.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_certificate(b, &stored.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.certificates(a).await.unwrap().len(), 1);
+    assert_eq!(store.edge_rows().await.unwrap().certificates.len(), 2);
+    store.delete_certificate(a, &stored.id).await.unwrap();
+    assert!(store.certificates(a).await.unwrap().is_empty());
 }
