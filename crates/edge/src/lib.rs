@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metrics;
 mod proxy;
 pub mod snapshot;
+mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,8 +25,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -230,15 +229,9 @@ impl Edge {
         usage
     }
 
-    /// A pool of upstream connections for the runtime it is created on.
-    fn upstream_client(&self) -> Client<HttpConnector, EdgeBody> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(self.settings.connect_timeout));
-        Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(self.settings.max_idle_per_backend)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector)
+    /// The upstream connections of one worker.
+    fn upstream_client(&self) -> Arc<upstream::Upstream> {
+        upstream::Upstream::new(self.settings.connect_timeout, self.settings.max_idle_per_backend)
     }
 
     /// Runs `workers` threads, each with its own single-threaded runtime and its own upstream
@@ -276,7 +269,8 @@ impl Edge {
                             let acceptor = tls_enabled.then(|| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls)));
                             socket.set_nonblocking(true)?;
                             let socket = TcpListener::from_std(socket)?;
-                            let (edge, client, mut shutdown) = (Arc::clone(&edge), client.clone(), shutdown.clone());
+                            let (edge, client, mut shutdown) =
+                                (Arc::clone(&edge), Arc::clone(&client), shutdown.clone());
                             served.spawn(async move {
                                 edge.serve(socket, acceptor, client, async move {
                                     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -306,7 +300,7 @@ impl Edge {
         self: Arc<Self>,
         listener: TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
-        client: proxy::Upstream,
+        client: Arc<upstream::Upstream>,
         shutdown: impl Future<Output = ()>,
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -327,11 +321,11 @@ impl Edge {
             };
             let _ = stream.set_nodelay(true);
             let open = ConnectionCount::new(self.metrics.active_connections.clone());
-            let (edge, client) = (Arc::clone(&self), client.clone());
+            let (edge, client) = (Arc::clone(&self), Arc::clone(&client));
             let framing = Arc::new(framing::Framing::new());
             let seen = Arc::clone(&framing);
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let (edge, client) = (Arc::clone(&edge), client.clone());
+                let (edge, client) = (Arc::clone(&edge), Arc::clone(&client));
                 let ambiguous = seen.next_request();
                 async move {
                     Ok::<_, std::convert::Infallible>(

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::Edge;
 use crate::backend::InFlight;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// The body type of every response the edge writes.
 pub type EdgeBody = BoxBody<Bytes, BoxError>;
@@ -45,17 +46,13 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// The upstream connection pool of one worker.
-pub(crate) type Upstream =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, EdgeBody>;
-
 /// Requests seen, for access-log sampling.
 static ACCESS_LOG_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Serves one request.
 pub(crate) async fn handle(
     edge: Arc<Edge>,
-    client: &Upstream,
+    client: &Arc<Upstream>,
     request: Request<Incoming>,
     peer: SocketAddr,
     scheme: &'static str,
@@ -119,7 +116,7 @@ pub(crate) async fn handle(
 
 async fn forward(
     edge: &Edge,
-    client: &Upstream,
+    client: &Arc<Upstream>,
     request: Request<Incoming>,
     peer: SocketAddr,
     scheme: &'static str,
@@ -184,7 +181,7 @@ async fn forward(
             .map_err(BoxError::from)
             .boxed(),
             Some(Err(_)) => return bad_framing("malformed chunked body", request_id),
-            None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
+            None => empty(),
         }
     } else {
         body.map_err(BoxError::from).boxed()
@@ -202,10 +199,6 @@ async fn forward(
     if let Ok(value) = HeaderValue::from_str(request_id) {
         parts.headers.insert(REQUEST_ID, value);
     }
-    let path_and_query = parts.uri.path_and_query().cloned();
-    let mut body = Some(body);
-    let mut avoid: Option<String> = None;
-    let attempts = if bodiless { 1 + edge.settings.retries } else { 1 };
     let idempotent = matches!(
         parts.method,
         http::Method::GET
@@ -218,8 +211,39 @@ async fn forward(
     let pinned = route
         .pool
         .pinned(parts.headers.get(COOKIE).and_then(|v| v.to_str().ok()));
+    // Another attempt is possible for a bodiless request when another backend could take it.
+    let attempts = if bodiless && route.pool.backends.len() > 1 {
+        1 + edge.settings.retries
+    } else {
+        1
+    };
+    let body = if bodiless {
+        empty()
+    } else {
+        Metered {
+            inner: body,
+            counter: route.metrics.bytes_in.clone(),
+            limit,
+            _guard: None,
+            _slot: None,
+        }
+        .boxed()
+    };
+    let mut next = Some(Request::new(body));
+    if let Some(upstream) = next.as_mut() {
+        *upstream.method_mut() = parts.method;
+        *upstream.uri_mut() = origin_form(parts.uri);
+        *upstream.headers_mut() = parts.headers;
+        if !upstream.headers().contains_key(HOST)
+            && let Ok(value) = HeaderValue::from_str(&host)
+        {
+            upstream.headers_mut().insert(HOST, value);
+        }
+    }
+    let mut avoid: Option<String> = None;
 
     for attempt in 0..attempts {
+        let Some(upstream) = next.take() else { break };
         let chosen = match &pinned {
             Some(backend) if attempt == 0 => Some(Arc::clone(backend)),
             _ => route.pool.pick(peer.ip(), avoid.as_deref()),
@@ -238,52 +262,22 @@ async fn forward(
         if attempt > 0 {
             edge.metrics.retry(&route.pool.name);
         }
-        let uri = Uri::builder().scheme("http").authority(backend.authority.as_str());
-        let uri = match &path_and_query {
-            Some(pq) => uri.path_and_query(pq.clone()),
-            None => uri.path_and_query("/"),
-        };
-        let Ok(uri) = uri.build() else {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                "SERVICE_UNAVAILABLE",
-                "invalid backend address",
-                request_id,
-            );
-        };
-        let upstream_body = match body.take() {
-            Some(body) => Metered {
-                inner: body,
-                counter: route.metrics.bytes_in.clone(),
-                limit: limit.clone(),
-                _guard: None,
-                _slot: None,
-            }
-            .boxed(),
-            None => http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
-        };
-        let mut upstream = Request::new(upstream_body);
-        *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = uri;
-        *upstream.version_mut() = Version::HTTP_11;
-        // The headers are needed again only if another attempt may follow.
-        *upstream.headers_mut() = if attempt + 1 < attempts {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        if !upstream.headers().contains_key(HOST)
-            && let Ok(value) = HeaderValue::from_str(&host)
-        {
-            upstream.headers_mut().insert(HOST, value);
-        }
+        // An idempotent request may be sent again after a backend failed it; the copy is
+        // made only when another attempt can follow.
+        let copy = (idempotent && attempt + 1 < attempts).then(|| bodiless_copy(&upstream));
 
         let guard = backend.begin();
         let started = Instant::now();
-        match tokio::time::timeout(edge.settings.response_timeout, client.request(upstream)).await {
+        match tokio::time::timeout(
+            edge.settings.response_timeout,
+            client.send(&backend.authority, upstream, true),
+        )
+        .await
+        {
             Ok(Ok(response)) => {
-                backend.observe(started.elapsed());
-                route.metrics.duration.observe(started.elapsed().as_secs_f64());
+                let elapsed = started.elapsed();
+                backend.observe(elapsed);
+                route.metrics.duration.observe(elapsed.as_secs_f64());
                 route.metrics.count(index, response.status().as_u16());
                 if response.status().is_server_error() {
                     backend.record_failure(false);
@@ -316,29 +310,31 @@ async fn forward(
                 route.metrics.count(index, 413);
                 return too_large(edge.settings.max_request_body_bytes, request_id);
             }
-            Ok(Err(err)) => {
-                let connect = err.is_connect();
-                if connect {
-                    edge.metrics.connect_error(&route.pool.name, &backend.authority);
+            Ok(Err(UpstreamError::Connect { reason, request })) => {
+                edge.metrics.connect_error(&route.pool.name, &backend.authority);
+                if backend.record_failure(true) {
+                    tracing::warn!(backend_id = %backend.id, address = %backend.authority, error = %reason, "backend ejected after failures");
                 }
-                if backend.record_failure(connect) {
+                // Nothing was sent: the same request may go to another backend.
+                if attempt + 1 < attempts && route.pool.spend_retry() {
+                    next = Some(*request);
+                    avoid = Some(backend.id.clone());
+                    continue;
+                }
+                tracing::warn!(backend_id = %backend.id, error = %reason, "backend unreachable");
+            }
+            Ok(Err(UpstreamError::Exchange(err))) => {
+                if backend.record_failure(false) {
                     tracing::warn!(backend_id = %backend.id, address = %backend.authority, error = %err, "backend ejected after failures");
                 }
-                // Retry on another backend when nothing can have been processed twice: the
-                // connection never opened, or the method is idempotent (the body, if any, was
-                // not consumed: only bodiless requests get more than one attempt).
-                if (connect || idempotent) && attempt + 1 < attempts && route.pool.spend_retry() {
+                if let Some(copy) = copy
+                    && route.pool.spend_retry()
+                {
+                    next = Some(copy);
                     avoid = Some(backend.id.clone());
                     continue;
                 }
                 tracing::warn!(backend_id = %backend.id, error = %err, "upstream request failed");
-                route.metrics.count(index, 502);
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    "SERVICE_UNAVAILABLE",
-                    "the backend could not be reached",
-                    request_id,
-                );
             }
             Err(_) => {
                 backend.record_failure(false);
@@ -351,6 +347,8 @@ async fn forward(
                 );
             }
         }
+        route.metrics.count(index, 502);
+        break;
     }
     error(
         StatusCode::BAD_GATEWAY,
@@ -358,6 +356,30 @@ async fn forward(
         "the backend could not be reached",
         request_id,
     )
+}
+
+/// A body-less copy of `request` for another attempt.
+fn bodiless_copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
+    let mut copy = Request::new(empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// The request target as a backend wants it: path and query only (HTTP/2 requests carry the
+/// scheme and authority in their URI).
+fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    uri.path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
+}
+
+/// An empty body (no allocation: the boxed body is zero-sized).
+fn empty() -> EdgeBody {
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// 413 for a request body over the limit; the connection is closed, as the rest of the body
@@ -458,7 +480,7 @@ fn wants_upgrade<B>(request: &Request<B>) -> bool {
 #[allow(clippy::too_many_arguments, reason = "the request path's context, passed once")]
 async fn upgrade(
     edge: &Edge,
-    client: &Upstream,
+    client: &Arc<Upstream>,
     mut request: Request<Incoming>,
     route: &crate::snapshot::RouteEntry,
     peer: SocketAddr,
@@ -488,34 +510,17 @@ async fn upgrade(
         parts.headers.insert(UPGRADE, protocol);
         parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(backend.authority.as_str())
-        .path_and_query(
-            parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .map_or_else(|| "/".to_owned(), |pq| pq.to_string()),
-        )
-        .build();
-    let Ok(uri) = uri else {
-        return error(
-            StatusCode::BAD_GATEWAY,
-            "SERVICE_UNAVAILABLE",
-            "invalid backend address",
-            request_id,
-        );
-    };
-    let mut upstream = Request::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+    let mut upstream = Request::new(empty());
     *upstream.method_mut() = parts.method;
-    *upstream.uri_mut() = uri;
+    *upstream.uri_mut() = origin_form(parts.uri);
     *upstream.headers_mut() = parts.headers;
     let guard = backend.begin();
-    let mut response = match tokio::time::timeout(edge.settings.response_timeout, client.request(upstream)).await {
+    // A protocol switch takes a connection of its own, never reused afterwards.
+    let sent = client.send(&backend.authority, upstream, false);
+    let mut response = match tokio::time::timeout(edge.settings.response_timeout, sent).await {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
-            backend.record_failure(err.is_connect());
+            backend.record_failure(matches!(err, UpstreamError::Connect { .. }));
             return error(
                 StatusCode::BAD_GATEWAY,
                 "SERVICE_UNAVAILABLE",
@@ -559,10 +564,7 @@ async fn upgrade(
         }
     });
     let (head, _) = response.into_parts();
-    Response::from_parts(
-        head,
-        http_body_util::Empty::new().map_err(|never| match never {}).boxed(),
-    )
+    Response::from_parts(head, empty())
 }
 
 /// Copies bytes both ways until one side closes or nothing moves for `idle`.

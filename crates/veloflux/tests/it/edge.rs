@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -850,4 +850,68 @@ async fn tenants_are_limited_at_the_edge_by_plan() {
     assert_eq!(headers["x-ratelimit-limit"], "5");
     assert_eq!(headers["retry-after"], "1");
     assert!(headers.contains_key("x-ratelimit-reset"));
+}
+
+/// An upstream that counts the connections it accepts and closes every connection after
+/// `close_every` responses (0: never).
+async fn connection_counting_upstream(close_every: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let served = Arc::new(AtomicUsize::new(0));
+            let service = hyper::service::service_fn(move |_request| {
+                let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("ok")));
+                    if close_every != 0 && n % close_every == 0 {
+                        response
+                            .headers_mut()
+                            .insert("connection", hyper::header::HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_EDGE__WORKERS", "1")]);
+    let session = server.sign_up("ops@exemplo.com").await;
+    let (kept, kept_connections) = connection_counting_upstream(0).await;
+    let (closing, closing_connections) = connection_counting_upstream(3).await;
+    for (pool, host, addr) in [("kept", "kept.test", kept), ("closing", "closing.test", closing)] {
+        let body = json!({"name": pool, "health_check": {"enabled": false}});
+        assert_eq!(api(&server, &session, "POST", "/api/pools", body).await.0, 201);
+        let body = json!({"address": addr.to_string(), "pool": pool});
+        assert_eq!(api(&server, &session, "POST", "/api/backends", body).await.0, 201);
+        let body = json!({"host": host, "pool": pool});
+        assert_eq!(api(&server, &session, "POST", "/api/routes", body).await.0, 201);
+    }
+    for _ in 0..30 {
+        assert_eq!(through_edge(&server, "kept.test", "/").await, (200, "ok".to_owned()));
+        assert_eq!(through_edge(&server, "closing.test", "/").await, (200, "ok".to_owned()));
+    }
+    assert_eq!(
+        kept_connections.load(Ordering::SeqCst),
+        1,
+        "sequential requests share one kept-alive upstream connection"
+    );
+    assert_eq!(
+        closing_connections.load(Ordering::SeqCst),
+        10,
+        "a connection the backend closes is replaced, and no request fails"
+    );
 }
