@@ -868,7 +868,7 @@ async fn connection_counting_upstream(close_every: usize) -> (SocketAddr, Arc<At
                 let n = served.fetch_add(1, Ordering::SeqCst) + 1;
                 async move {
                     let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("ok")));
-                    if close_every != 0 && n % close_every == 0 {
+                    if close_every != 0 && n.is_multiple_of(close_every) {
                         response
                             .headers_mut()
                             .insert("connection", hyper::header::HeaderValue::from_static("close"));
