@@ -327,11 +327,11 @@ impl Edge {
             let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let (edge, client) = (Arc::clone(&edge), Arc::clone(&client));
                 let ambiguous = seen.next_request();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        proxy::handle(edge, &client, request, peer, scheme, ambiguous).await,
-                    )
-                }
+                // Boxed: hyper keeps the service future's allocation for the life of the
+                // connection, so an idle connection holds a pointer, not the request's state.
+                let handled: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+                    Box::pin(async move { proxy::handle(edge, &client, request, peer, scheme, ambiguous).await });
+                async move { Ok::<_, std::convert::Infallible>(handled.await) }
             });
             let (builder, watcher) = (builder.clone(), graceful.watcher());
             match &tls {

@@ -35,15 +35,15 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::TE,
+    http::header::TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Requests seen, for access-log sampling.
@@ -58,15 +58,13 @@ pub(crate) async fn handle(
     scheme: &'static str,
     ambiguous: Option<&'static str>,
 ) -> Response<EdgeBody> {
-    let request_id = match request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_request_id(v))
-    {
-        Some(id) => id.to_owned(),
-        None => next_request_id(),
+    // The id travels as one shared header value: to the backend, into the answer, and as
+    // text into error bodies and the access log.
+    let id_value = match request.headers().get(&REQUEST_ID) {
+        Some(value) if value.to_str().is_ok_and(valid_request_id) => value.clone(),
+        _ => next_request_id(),
     };
+    let request_id = id_value.to_str().unwrap_or("-");
     let http1 = request.version() <= Version::HTTP_11;
     let sample = edge.settings.access_log_one_in;
     let logged = sample != 0
@@ -84,8 +82,8 @@ pub(crate) async fn handle(
     });
     let mut response = match ambiguous {
         // Refused whatever the host: the head was read by the connection's framing scanner.
-        Some(problem) => bad_framing(problem, &request_id),
-        None => forward(&edge, client, request, peer, scheme, &request_id).await,
+        Some(problem) => bad_framing(problem, request_id),
+        None => forward(&edge, client, request, peer, scheme, &id_value).await,
     };
     if let Some((method, path, host, started)) = context {
         tracing::info!(
@@ -100,9 +98,7 @@ pub(crate) async fn handle(
             "edge request"
         );
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+    response.headers_mut().insert(REQUEST_ID, id_value.clone());
     if http1
         && response.status() != StatusCode::SWITCHING_PROTOCOLS
         && edge.draining.load(std::sync::atomic::Ordering::Relaxed)
@@ -120,8 +116,9 @@ async fn forward(
     request: Request<Incoming>,
     peer: SocketAddr,
     scheme: &'static str,
-    request_id: &str,
+    id_value: &HeaderValue,
 ) -> Response<EdgeBody> {
+    let request_id = id_value.to_str().unwrap_or("-");
     let Some(host) = host_of(&request) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -196,9 +193,7 @@ async fn forward(
     });
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, peer, scheme, &host);
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(REQUEST_ID, value);
-    }
+    parts.headers.insert(REQUEST_ID, id_value.clone());
     let idempotent = matches!(
         parts.method,
         http::Method::GET
@@ -746,6 +741,10 @@ fn is_bodiless(headers: &HeaderMap) -> bool {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names, no lookups.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -756,39 +755,55 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
 fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, scheme: &'static str, host: &str) {
-    let ip = peer.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip.clone(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    use std::fmt::Write as _;
+    let ip = peer.ip();
+    let mut text = String::with_capacity(96);
+    if let Some(existing) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        let _ = write!(text, "{existing}, ");
+    }
+    let _ = write!(text, "{ip}");
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(std::mem::take(&mut text))) {
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    if let Ok(value) = HeaderValue::from_str(host) {
-        headers.insert(X_FORWARDED_HOST, value);
+    // The host as the client named it (with its port), without a copy when it came as Host.
+    let original = headers.get(HOST).cloned();
+    match original {
+        Some(value) => {
+            headers.insert(X_FORWARDED_HOST, value);
+        }
+        None => {
+            if let Ok(value) = HeaderValue::from_str(host) {
+                headers.insert(X_FORWARDED_HOST, value);
+            }
+        }
     }
-    let node = if peer.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
-    if let Ok(value) = HeaderValue::from_str(&format!("for={node};host={host};proto={scheme}")) {
+    let _ = if peer.is_ipv6() {
+        write!(text, "for=\"[{ip}]\";host={host};proto={scheme}")
+    } else {
+        write!(text, "for={ip};host={host};proto={scheme}")
+    };
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
         headers.append(FORWARDED, value);
     }
 }
 
 /// A new request id: `req_` and 32 hex digits, unique per process start (a random base) and
 /// per request (a counter), without a clock read or a random draw on the request path.
-fn next_request_id() -> String {
+fn next_request_id() -> HeaderValue {
     use std::sync::atomic::{AtomicU64, Ordering};
     static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let base = *BASE.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("req_{base:016x}{n:016x}")
+    let id = format!("req_{base:016x}{n:016x}");
+    HeaderValue::from_maybe_shared(Bytes::from(id)).unwrap_or_else(|_| HeaderValue::from_static("req_unknown"))
 }
 
 fn valid_request_id(id: &str) -> bool {
