@@ -103,7 +103,9 @@ impl BackendState {
 
     /// Whether the backend may receive traffic now: healthy and not ejected.
     pub fn available(&self) -> bool {
-        self.health() == Health::Healthy && self.ejected_until_us.load(Ordering::Acquire) <= self.now_us()
+        // Never ejected (the common case) needs no clock read.
+        let until = self.ejected_until_us.load(Ordering::Acquire);
+        self.health() == Health::Healthy && (until == 0 || until <= self.now_us())
     }
 
     /// Requests in flight.
@@ -120,8 +122,12 @@ impl BackendState {
     /// The latency estimate in microseconds, decayed toward zero with time so that a slow
     /// spell is forgotten and the backend gets probed again.
     pub fn latency_us(&self) -> f64 {
+        self.latency_at(self.now_us())
+    }
+
+    fn latency_at(&self, now_us: u64) -> f64 {
         let latency = f64::from_bits(self.latency_us.load(Ordering::Relaxed));
-        let age = self.now_us().saturating_sub(self.sampled_at_us.load(Ordering::Relaxed));
+        let age = now_us.saturating_sub(self.sampled_at_us.load(Ordering::Relaxed));
         #[allow(clippy::cast_precision_loss, reason = "microsecond ages are far below 2^52")]
         let decay = (-(age as f64) / DECAY.as_micros() as f64).exp();
         latency * decay
@@ -132,20 +138,24 @@ impl BackendState {
     pub fn observe(&self, elapsed: Duration) {
         #[allow(clippy::cast_precision_loss, reason = "microsecond latencies are far below 2^52")]
         let sample = elapsed.as_micros() as f64;
-        let current = self.latency_us();
+        let now = self.now_us();
+        let current = self.latency_at(now);
         let next = if sample > current {
             sample
         } else {
             current * 0.8 + sample * 0.2
         };
         self.latency_us.store(next.to_bits(), Ordering::Relaxed);
-        self.sampled_at_us.store(self.now_us(), Ordering::Relaxed);
+        self.sampled_at_us.store(now, Ordering::Relaxed);
     }
 
     /// A request succeeded: the failure streak ends.
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-        if self.ejected_until_us.load(Ordering::Relaxed) <= self.now_us() {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        // The ejection streak ends with a success after the cool-down.
+        if self.ejections.load(Ordering::Relaxed) != 0 && self.ejected_until_us.load(Ordering::Relaxed) <= self.now_us() {
             self.ejections.store(0, Ordering::Relaxed);
         }
     }

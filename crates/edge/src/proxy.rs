@@ -152,7 +152,8 @@ async fn forward(
         None => None,
     };
     if wants_upgrade(&request) {
-        return upgrade(edge, client, request, &route, peer, scheme, &host, request_id, slot).await;
+        // Boxed: a rare path whose state would otherwise enlarge every request's future.
+        return Box::pin(upgrade(edge, client, request, &route, peer, scheme, &host, request_id, slot)).await;
     }
     if let Some(length) = request
         .headers()
@@ -271,7 +272,10 @@ async fn forward(
         {
             Ok(Ok(response)) => {
                 let elapsed = started.elapsed();
-                backend.observe(elapsed);
+                // Only the adaptive balancer reads latency; other pools skip the shared write.
+                if route.pool.algorithm == veloflux_domain::Algorithm::AdaptiveAi {
+                    backend.observe(elapsed);
+                }
                 route.metrics.duration.observe(elapsed.as_secs_f64());
                 route.metrics.count(index, response.status().as_u16());
                 if response.status().is_server_error() {

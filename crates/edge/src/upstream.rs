@@ -89,7 +89,8 @@ impl Upstream {
             let reused = pooled.is_some();
             let mut sender = match pooled {
                 Some(sender) => sender,
-                None => match self.connect(authority).await {
+                // Boxed: connecting is rare on a warm pool, and its state is large.
+                None => match Box::pin(self.connect(authority)).await {
                     Ok(sender) => sender,
                     Err(reason) => {
                         return Err(UpstreamError::Connect {
