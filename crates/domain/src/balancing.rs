@@ -452,3 +452,79 @@ mod tests {
         assert!(PathPrefix::parse("v1").is_err());
     }
 }
+
+/// A pool's own upstream timeouts; `None` uses the edge's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolTimeouts {
+    /// Time to open a connection to a backend.
+    pub connect: Option<Duration>,
+    /// Time for a backend to send its response head.
+    pub response: Option<Duration>,
+}
+
+impl PoolTimeouts {
+    /// Longest connect timeout accepted.
+    pub const MAX_CONNECT: Duration = Duration::from_secs(60);
+    /// Longest response timeout accepted.
+    pub const MAX_RESPONSE: Duration = Duration::from_secs(3600);
+
+    /// Parses a connect and a response timeout (`"2s"`, `"500ms"`); an absent one stays as in
+    /// `base`. Failures name the field.
+    pub fn parse(
+        connect: Option<&str>,
+        response: Option<&str>,
+        base: PoolTimeouts,
+    ) -> Result<PoolTimeouts, (&'static str, Invalid)> {
+        let one = |field: &'static str, raw: Option<&str>, current: Option<Duration>, max: Duration| match raw {
+            None => Ok(current),
+            Some(raw) => {
+                let value = crate::parse_duration(raw).map_err(|e| (field, e))?;
+                if value.is_zero() || value > max {
+                    return Err((
+                        field,
+                        Invalid::new(
+                            "range",
+                            format!(
+                                "{field} must be longer than zero and at most {}",
+                                crate::format_duration(max)
+                            ),
+                        ),
+                    ));
+                }
+                Ok(Some(value))
+            }
+        };
+        Ok(PoolTimeouts {
+            connect: one("connect_timeout", connect, base.connect, Self::MAX_CONNECT)?,
+            response: one("response_timeout", response, base.response, Self::MAX_RESPONSE)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn pool_timeouts_parse_keep_and_refuse() {
+        let base = PoolTimeouts {
+            connect: Some(Duration::from_secs(1)),
+            response: None,
+        };
+        let parsed = PoolTimeouts::parse(None, Some("30s"), base).unwrap();
+        assert_eq!(parsed.connect, Some(Duration::from_secs(1)));
+        assert_eq!(parsed.response, Some(Duration::from_secs(30)));
+        assert_eq!(
+            PoolTimeouts::parse(Some("0s"), None, base).unwrap_err().0,
+            "connect_timeout"
+        );
+        assert_eq!(
+            PoolTimeouts::parse(Some("2m"), None, base).unwrap_err().1.constraint,
+            "range"
+        );
+        assert_eq!(
+            PoolTimeouts::parse(None, Some("soon"), base).unwrap_err().0,
+            "response_timeout"
+        );
+    }
+}

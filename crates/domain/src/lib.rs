@@ -13,7 +13,9 @@ mod invalid;
 mod password;
 mod tenancy;
 
-pub use balancing::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, RawHealthCheck, RouteHost, Weight};
+pub use balancing::{
+    Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, PoolTimeouts, RawHealthCheck, RouteHost, Weight,
+};
 pub use duration::{format_duration, parse_duration};
 pub use email::Email;
 pub use ids::{TenantId, UserId};

@@ -155,7 +155,8 @@ impl BackendState {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
         // The ejection streak ends with a success after the cool-down.
-        if self.ejections.load(Ordering::Relaxed) != 0 && self.ejected_until_us.load(Ordering::Relaxed) <= self.now_us() {
+        if self.ejections.load(Ordering::Relaxed) != 0 && self.ejected_until_us.load(Ordering::Relaxed) <= self.now_us()
+        {
             self.ejections.store(0, Ordering::Relaxed);
         }
     }

@@ -29,6 +29,8 @@ pub struct PoolRuntime {
     pub algorithm: Algorithm,
     /// The pool's health check.
     pub health_check: HealthCheck,
+    /// The pool's own upstream timeouts.
+    pub timeouts: veloflux_domain::PoolTimeouts,
     /// Backends, in configuration order.
     pub backends: Vec<Arc<BackendState>>,
     /// The health check that applies to each backend (its own, or the pool's).
@@ -69,6 +71,7 @@ impl PoolRuntime {
             name,
             algorithm,
             health_check,
+            timeouts: veloflux_domain::PoolTimeouts::default(),
             backends: backends.into_iter().map(|(b, _, _)| b).collect(),
             checks,
             sticky,
@@ -95,6 +98,13 @@ impl PoolRuntime {
             self.retry_budget.fetch_add(RETRY_COST, Ordering::Relaxed);
             false
         }
+    }
+
+    /// The pool with its own upstream timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: veloflux_domain::PoolTimeouts) -> PoolRuntime {
+        self.timeouts = timeouts;
+        self
     }
 
     /// Turns on sticky sessions, signing backend tokens with `key`.

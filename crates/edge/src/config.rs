@@ -1,7 +1,7 @@
 //! The edge's configuration as plain values. The binary builds it from the store; the edge
 //! never reads the database.
 
-use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, RouteHost};
+use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolTimeouts, RouteHost};
 
 /// Everything the edge serves.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +64,8 @@ pub struct PoolConfig {
     pub sticky_sessions: bool,
     /// The pool's health check.
     pub health_check: HealthCheck,
+    /// The pool's own upstream timeouts (the edge's defaults where unset).
+    pub timeouts: PoolTimeouts,
     /// Backends.
     pub backends: Vec<BackendConfig>,
 }

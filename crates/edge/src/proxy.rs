@@ -153,7 +153,10 @@ async fn forward(
     };
     if wants_upgrade(&request) {
         // Boxed: a rare path whose state would otherwise enlarge every request's future.
-        return Box::pin(upgrade(edge, client, request, &route, peer, scheme, &host, request_id, slot)).await;
+        return Box::pin(upgrade(
+            edge, client, request, &route, peer, scheme, &host, request_id, slot,
+        ))
+        .await;
     }
     if let Some(length) = request
         .headers()
@@ -264,9 +267,10 @@ async fn forward(
 
         let guard = backend.begin();
         let started = Instant::now();
+        let timeouts = route.pool.timeouts;
         match tokio::time::timeout(
-            edge.settings.response_timeout,
-            client.send(&backend.authority, upstream, true),
+            timeouts.response.unwrap_or(edge.settings.response_timeout),
+            client.send(&backend.authority, upstream, true, timeouts.connect),
         )
         .await
         {
@@ -515,8 +519,10 @@ async fn upgrade(
     *upstream.headers_mut() = parts.headers;
     let guard = backend.begin();
     // A protocol switch takes a connection of its own, never reused afterwards.
-    let sent = client.send(&backend.authority, upstream, false);
-    let mut response = match tokio::time::timeout(edge.settings.response_timeout, sent).await {
+    let timeouts = route.pool.timeouts;
+    let sent = client.send(&backend.authority, upstream, false, timeouts.connect);
+    let response_timeout = timeouts.response.unwrap_or(edge.settings.response_timeout);
+    let mut response = match tokio::time::timeout(response_timeout, sent).await {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             backend.record_failure(matches!(err, UpstreamError::Connect { .. }));

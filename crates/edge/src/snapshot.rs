@@ -104,6 +104,7 @@ impl Snapshot {
                 pool.health_check.clone(),
                 backends,
             );
+            let runtime = runtime.with_timeouts(pool.timeouts);
             let runtime = if pool.sticky_sessions {
                 runtime.with_sticky_sessions(sticky_key)
             } else {
@@ -239,6 +240,7 @@ mod tests {
                 enabled: false,
                 ..HealthCheck::default()
             },
+            timeouts: veloflux_domain::PoolTimeouts::default(),
             backends: vec![BackendConfig {
                 id: format!("{id}-b"),
                 address: BackendAddress::parse("127.0.0.1:1").unwrap(),

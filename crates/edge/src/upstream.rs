@@ -74,14 +74,16 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (whose URI is origin-form) to `authority`. With `reuse`, the connection
-    /// comes from and returns to the idle list; without (protocol switches), it is new and
-    /// never reused.
+    /// Sends `request` (whose URI is origin-form) to `authority`, opening a connection within
+    /// `connect_timeout` (the worker's default when `None`) if needed. With `reuse`, the
+    /// connection comes from and returns to the idle list; without (protocol switches), it is
+    /// new and never reused.
     pub(crate) async fn send(
         self: &Arc<Self>,
         authority: &str,
         request: Request<EdgeBody>,
         reuse: bool,
+        connect_timeout: Option<Duration>,
     ) -> Result<Response<Returning>, UpstreamError> {
         let mut request = request;
         loop {
@@ -90,15 +92,17 @@ impl Upstream {
             let mut sender = match pooled {
                 Some(sender) => sender,
                 // Boxed: connecting is rare on a warm pool, and its state is large.
-                None => match Box::pin(self.connect(authority)).await {
-                    Ok(sender) => sender,
-                    Err(reason) => {
-                        return Err(UpstreamError::Connect {
-                            reason,
-                            request: Box::new(request),
-                        });
+                None => {
+                    match Box::pin(self.connect(authority, connect_timeout.unwrap_or(self.connect_timeout))).await {
+                        Ok(sender) => sender,
+                        Err(reason) => {
+                            return Err(UpstreamError::Connect {
+                                reason,
+                                request: Box::new(request),
+                            });
+                        }
                     }
-                },
+                }
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -153,11 +157,11 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, authority: &str) -> Result<SendRequest<EdgeBody>, String> {
-        let stream = match tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(authority)).await {
+    async fn connect(&self, authority: &str, timeout: Duration) -> Result<SendRequest<EdgeBody>, String> {
+        let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(err.to_string()),
-            Err(_) => return Err(format!("timed out after {:?}", self.connect_timeout)),
+            Err(_) => return Err(format!("timed out after {timeout:?}")),
         };
         let _ = stream.set_nodelay(true);
         let (mut sender, connection) = hyper::client::conn::http1::Builder::new()

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use veloflux_api::{ApiError, Auth, DeferredJson, ErrorBody, ErrorCode, Json, Path, Permission, Principal};
-use veloflux_domain::{Algorithm, HealthCheck, PoolName};
+use veloflux_domain::{Algorithm, HealthCheck, PoolName, PoolTimeouts, format_duration};
 use veloflux_store::{Pool, PoolSpec, StoreError};
 
 use crate::views::{HealthCheckBody, rfc3339};
@@ -42,6 +42,10 @@ pub struct PoolView {
     pub sticky_sessions: bool,
     /// Health check.
     pub health_check: HealthCheckBody,
+    /// Time to open a connection to a backend (`null`: the edge's default).
+    pub connect_timeout: Option<String>,
+    /// Time for a backend to send its response head (`null`: the edge's default).
+    pub response_timeout: Option<String>,
     /// Backends with their live status.
     pub backends: Vec<PoolBackendView>,
     /// Creation time.
@@ -71,6 +75,12 @@ pub struct CreatePool {
     /// Health check (defaults apply to absent fields).
     #[serde(default)]
     pub health_check: Option<HealthCheckBody>,
+    /// Time to open a connection to a backend, e.g. `2s` (default: the edge's).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// Time for a backend to send its response head, e.g. `30s` (default: the edge's).
+    #[serde(default)]
+    pub response_timeout: Option<String>,
 }
 
 /// Body of `PUT /api/pools/{name}`; absent fields stay.
@@ -89,6 +99,12 @@ pub struct UpdatePool {
     /// Health check changes.
     #[serde(default)]
     pub health_check: Option<HealthCheckBody>,
+    /// New connect timeout.
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// New response timeout.
+    #[serde(default)]
+    pub response_timeout: Option<String>,
 }
 
 pub(crate) fn routes() -> OpenApiRouter<RoutingState> {
@@ -116,6 +132,8 @@ pub(crate) async fn pool_view(state: &RoutingState, pool: Pool) -> Result<PoolVi
         algorithm: pool.algorithm.as_str().into(),
         sticky_sessions: pool.sticky_sessions,
         health_check: HealthCheckBody::of(&pool.health_check),
+        connect_timeout: pool.timeouts.connect.map(format_duration),
+        response_timeout: pool.timeouts.response.map(format_duration),
         backends,
         created_at: rfc3339(pool.created_at),
     })
@@ -126,6 +144,10 @@ fn algorithm(raw: &str) -> Result<Algorithm, ApiError> {
         ApiError::new(ErrorCode::InvalidAlgorithm, e.message)
             .with_details(json!({"field": "algorithm", "constraint": e.constraint}))
     })
+}
+
+fn timeouts(connect: Option<&str>, response: Option<&str>, base: PoolTimeouts) -> Result<PoolTimeouts, ApiError> {
+    PoolTimeouts::parse(connect, response, base).map_err(|(field, e)| ApiError::invalid(field, &e))
 }
 
 fn name(raw: &str) -> Result<PoolName, ApiError> {
@@ -183,6 +205,11 @@ async fn create_pool(
             .health_check
             .unwrap_or_default()
             .parse(&HealthCheck::default(), "health_check")?,
+        timeouts: timeouts(
+            body.connect_timeout.as_deref(),
+            body.response_timeout.as_deref(),
+            PoolTimeouts::default(),
+        )?,
     };
     let pool = match state.store.create_pool(principal.tenant_id, &spec).await {
         Err(StoreError::Conflict { .. }) => return Err(exists(spec.name.as_str())),
@@ -236,6 +263,11 @@ async fn update_pool(
             Some(check) => check.parse(&pool.health_check, "health_check")?,
             None => pool.health_check.clone(),
         },
+        timeouts: timeouts(
+            body.connect_timeout.as_deref(),
+            body.response_timeout.as_deref(),
+            pool.timeouts,
+        )?,
     };
     let updated = match state.store.update_pool(principal.tenant_id, &pool.id, &spec).await {
         Err(StoreError::Conflict { .. }) => return Err(exists(spec.name.as_str())),

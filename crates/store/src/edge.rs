@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use veloflux_domain::{
-    Algorithm, BackendAddress, HealthCheck, PathPrefix, Plan, PoolName, RouteHost, TenantId, Weight,
+    Algorithm, BackendAddress, HealthCheck, PathPrefix, Plan, PoolName, PoolTimeouts, RouteHost, TenantId, Weight,
 };
 
 use crate::error::corrupt;
@@ -28,6 +28,8 @@ pub struct Pool {
     pub sticky_sessions: bool,
     /// Health checking of the pool's backends.
     pub health_check: HealthCheck,
+    /// Upstream timeouts of its own.
+    pub timeouts: PoolTimeouts,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -45,6 +47,8 @@ pub struct PoolSpec {
     pub sticky_sessions: bool,
     /// Health checking.
     pub health_check: HealthCheck,
+    /// Upstream timeouts of its own.
+    pub timeouts: PoolTimeouts,
 }
 
 /// A backend server of a pool.
@@ -128,7 +132,8 @@ pub struct EdgeRows {
     pub certificates: Vec<crate::CertificateRow>,
 }
 
-const POOL_COLUMNS: &str = "id, tenant_id, name, algorithm, sticky_sessions, health_check, created_at, updated_at";
+const POOL_COLUMNS: &str = "id, tenant_id, name, algorithm, sticky_sessions, health_check, created_at, updated_at, \
+                            connect_timeout_ms, response_timeout_ms";
 const BACKEND_COLUMNS: &str = "id, tenant_id, pool_id, address, weight, region, health_check, created_at";
 const ROUTE_COLUMNS: &str = "id, tenant_id, host, path_prefix, pool_id, ssl_enabled, created_at";
 
@@ -138,7 +143,7 @@ impl Store {
         let id = uuid::Uuid::now_v7().to_string();
         let now = time::encode(time::now());
         sqlx::query(&format!(
-            "INSERT INTO pools ({POOL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO pools ({POOL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(id.clone())
         .bind(tenant.to_string())
@@ -148,6 +153,8 @@ impl Store {
         .bind(encode_check(&spec.health_check))
         .bind(now.clone())
         .bind(now)
+        .bind(millis(spec.timeouts.connect))
+        .bind(millis(spec.timeouts.response))
         .execute(&self.pool)
         .await?;
         self.pool_by_id(tenant, &id).await
@@ -173,8 +180,8 @@ impl Store {
     /// Replaces a pool's settings (its name included).
     pub async fn update_pool(&self, tenant: TenantId, id: &str, spec: &PoolSpec) -> Result<Pool, StoreError> {
         let done = sqlx::query(
-            "UPDATE pools SET name = $1, algorithm = $2, sticky_sessions = $3, health_check = $4, updated_at = $5 \
-             WHERE tenant_id = $6 AND id = $7",
+            "UPDATE pools SET name = $1, algorithm = $2, sticky_sessions = $3, health_check = $4, updated_at = $5, \
+             connect_timeout_ms = $8, response_timeout_ms = $9 WHERE tenant_id = $6 AND id = $7",
         )
         .bind(spec.name.as_str())
         .bind(spec.algorithm.as_str())
@@ -183,6 +190,8 @@ impl Store {
         .bind(time::encode(time::now()))
         .bind(tenant.to_string())
         .bind(id)
+        .bind(millis(spec.timeouts.connect))
+        .bind(millis(spec.timeouts.response))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -518,9 +527,27 @@ fn pool_from_row(row: &AnyRow) -> Result<Pool, StoreError> {
         algorithm: Algorithm::parse(&row.try_get::<String, _>("algorithm")?).map_err(corrupt("pool algorithm"))?,
         sticky_sessions: row.try_get::<i64, _>("sticky_sessions")? != 0,
         health_check: decode_check(&row.try_get::<String, _>("health_check")?)?,
+        timeouts: PoolTimeouts {
+            connect: duration(row.try_get("connect_timeout_ms")?)?,
+            response: duration(row.try_get("response_timeout_ms")?)?,
+        },
         created_at: time::decode(&row.try_get::<String, _>("created_at")?)?,
         updated_at: time::decode(&row.try_get::<String, _>("updated_at")?)?,
     })
+}
+
+fn millis(value: Option<Duration>) -> Option<i64> {
+    value.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn duration(millis: Option<i64>) -> Result<Option<Duration>, StoreError> {
+    millis
+        .map(|ms| {
+            u64::try_from(ms)
+                .map(Duration::from_millis)
+                .map_err(corrupt("pool timeout"))
+        })
+        .transpose()
 }
 
 fn backend_from_row(row: &AnyRow) -> Result<Backend, StoreError> {

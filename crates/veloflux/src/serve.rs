@@ -561,6 +561,7 @@ impl EdgeLink {
                 algorithm: pool.algorithm,
                 sticky_sessions: pool.sticky_sessions,
                 health_check: pool.health_check.clone(),
+                timeouts: pool.timeouts,
                 backends: rows
                     .backends
                     .iter()

@@ -1,4 +1,4 @@
-use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, RouteHost, Weight};
+use veloflux_domain::{Algorithm, BackendAddress, HealthCheck, PathPrefix, PoolName, PoolTimeouts, RouteHost, Weight};
 use veloflux_store::{BackendSpec, NewCertificate, PoolSpec, RouteSpec, Store, StoreError};
 
 use crate::conformance;
@@ -16,6 +16,7 @@ fn pool(name: &str) -> PoolSpec {
         algorithm: Algorithm::LeastConnections,
         sticky_sessions: true,
         health_check: HealthCheck::default(),
+        timeouts: PoolTimeouts::default(),
     }
 }
 
@@ -80,6 +81,10 @@ async fn pools_backends_and_routes_round_trip(store: Store) {
             &created.id,
             &PoolSpec {
                 algorithm: Algorithm::AdaptiveAi,
+                timeouts: PoolTimeouts {
+                    connect: Some(std::time::Duration::from_millis(1500)),
+                    response: None,
+                },
                 ..pool("web2")
             },
         )
@@ -89,6 +94,8 @@ async fn pools_backends_and_routes_round_trip(store: Store) {
         (renamed.name.as_str(), renamed.algorithm),
         ("web2", Algorithm::AdaptiveAi)
     );
+    assert_eq!(renamed.timeouts.connect, Some(std::time::Duration::from_millis(1500)));
+    assert_eq!(renamed.timeouts.response, None);
     store.delete_backend(tenant, &backend.id).await.unwrap();
     assert!(matches!(
         store.backend(tenant, &backend.id).await,

@@ -915,3 +915,57 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
         "a connection the backend closes is replaced, and no request fails"
     );
 }
+
+#[tokio::test]
+async fn each_pool_has_its_own_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("ops@exemplo.com").await;
+    let slow = upstream("slow", Duration::from_millis(400)).await;
+    let body = json!({"name": "impatient", "health_check": {"enabled": false}, "response_timeout": "100ms", "connect_timeout": "1s"});
+    let (status, created) = api(&server, &session, "POST", "/api/pools", body).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (&created["connect_timeout"], &created["response_timeout"]),
+        (&json!("1s"), &json!("100ms"))
+    );
+    let body = json!({"name": "patient", "health_check": {"enabled": false}});
+    let (_, created) = api(&server, &session, "POST", "/api/pools", body).await;
+    assert_eq!(created["response_timeout"], Value::Null, "unset: the edge's default");
+    for (pool, host) in [("impatient", "impatient.test"), ("patient", "patient.test")] {
+        let body = json!({"address": slow.addr.to_string(), "pool": pool});
+        assert_eq!(api(&server, &session, "POST", "/api/backends", body).await.0, 201);
+        let body = json!({"host": host, "pool": pool});
+        assert_eq!(api(&server, &session, "POST", "/api/routes", body).await.0, 201);
+    }
+    let (status, body) = through_edge(&server, "impatient.test", "/").await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(
+        through_edge(&server, "patient.test", "/").await,
+        (200, "slow".to_owned())
+    );
+
+    for (field, value) in [
+        ("connect_timeout", "0s"),
+        ("response_timeout", "2h"),
+        ("connect_timeout", "soon"),
+    ] {
+        let (status, error) = api(&server, &session, "PUT", "/api/pools/patient", json!({ field: value })).await;
+        assert_eq!(status, 422, "{error}");
+        assert_eq!(error["details"]["field"], field);
+    }
+    let (status, updated) = api(
+        &server,
+        &session,
+        "PUT",
+        "/api/pools/patient",
+        json!({"response_timeout": "100ms"}),
+    )
+    .await;
+    assert_eq!((status, &updated["response_timeout"]), (200, &json!("100ms")));
+    assert_eq!(
+        through_edge(&server, "patient.test", "/").await.0,
+        504,
+        "changes apply live"
+    );
+}
