@@ -309,14 +309,7 @@ impl Edge {
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = accept(&listener) => accepted,
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
@@ -384,6 +377,20 @@ impl Edge {
     /// Sets the port HTTP requests to `ssl_enabled` routes are redirected to.
     pub fn set_https_port(&self, port: u16) {
         self.https_port.store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The next connection of `listener`. A failed accept (say, out of file descriptors) is
+/// logged and retried after 50 ms rather than ending the listener.
+pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

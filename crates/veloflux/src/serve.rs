@@ -255,14 +255,7 @@ async fn serve_app(listener: TcpListener, app: Router, mut shutdown: watch::Rece
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = veloflux_edge::accept(&listener) => accepted,
             () = &mut stop => break,
         };
         let app = app.clone();
