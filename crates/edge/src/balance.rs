@@ -84,10 +84,16 @@ impl PoolRuntime {
 
     /// Counts a request toward the retry budget.
     pub fn earn_retry(&self) {
-        let budget = self.retry_budget.fetch_add(RETRY_EARNED, Ordering::Relaxed);
-        if budget > RETRY_RESERVE * 10 {
-            self.retry_budget.fetch_sub(RETRY_EARNED, Ordering::Relaxed);
+        // A full budget (the steady state) is only read, so workers do not contend for it.
+        if self.retry_budget.load(Ordering::Relaxed) > RETRY_RESERVE * 10 {
+            return;
         }
+        self.retry_budget.fetch_add(RETRY_EARNED, Ordering::Relaxed);
+    }
+
+    /// Whether picking a backend reads requests in flight (so they must be counted).
+    pub fn counts_in_flight(&self) -> bool {
+        matches!(self.algorithm, Algorithm::LeastConnections | Algorithm::AdaptiveAi)
     }
 
     /// Takes one retry from the budget, if there is one.

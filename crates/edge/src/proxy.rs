@@ -127,8 +127,10 @@ async fn forward(
             request_id,
         );
     };
-    let snapshot = edge.snapshot.load_full();
-    let Some(route) = snapshot.route(&host, request.uri().path()) else {
+    // The route (and through it its pool) is all the request keeps of the snapshot: one
+    // reference count, not two, on memory every worker shares.
+    let route = edge.snapshot.load().route(&host, request.uri().path()).cloned();
+    let Some(route) = route else {
         return error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -136,7 +138,6 @@ async fn forward(
             request_id,
         );
     };
-    let route = Arc::clone(route);
     if route.ssl_enabled && scheme == "http" {
         return to_https(edge, &host, request.uri(), request_id);
     }
@@ -265,7 +266,7 @@ async fn forward(
         // made only when another attempt can follow.
         let copy = (idempotent && attempt + 1 < attempts).then(|| bodiless_copy(&upstream));
 
-        let guard = backend.begin();
+        let guard = route.pool.counts_in_flight().then(|| backend.begin());
         let started = Instant::now();
         let timeouts = route.pool.timeouts;
         match tokio::time::timeout(
@@ -303,7 +304,7 @@ async fn forward(
                         inner: body,
                         counter,
                         limit: None,
-                        _guard: Some(guard),
+                        _guard: guard,
                         _slot: slot.take(),
                     }
                     .boxed(),
