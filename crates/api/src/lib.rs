@@ -39,6 +39,8 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// Longest time a handler may take.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request head (every listener, the edge's too).
+    pub header_timeout: Duration,
 }
 
 /// Wraps a listener's router with what every response needs: 404 and 405 in the standard

@@ -53,6 +53,9 @@ pub struct EdgeSettings {
     pub tunnel_idle_timeout: Duration,
     /// Access log: 0 off, 1 every request, N one request in N.
     pub access_log_one_in: u32,
+    /// Longest time a client may take to send a request head; the connection is closed
+    /// after it.
+    pub header_timeout: Duration,
     /// Largest request body accepted (413 above): checked against `Content-Length` before
     /// forwarding, and counted as a chunked body streams.
     pub max_request_body_bytes: u64,
@@ -81,6 +84,7 @@ impl Default for EdgeSettings {
             tunnel_idle_timeout: Duration::from_secs(300),
             access_log_one_in: 1,
             max_request_body_bytes: 100 * 1024 * 1024,
+            header_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -304,7 +308,7 @@ impl Edge {
         shutdown: impl Future<Output = ()>,
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let builder = connection_builder(self.settings.header_timeout);
         let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::pin!(shutdown);
         loop {
@@ -378,6 +382,18 @@ impl Edge {
     pub fn set_https_port(&self, port: u16) {
         self.https_port.store(port, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// The server side of every HTTP connection the process accepts (edge and API): HTTP/1.1
+/// with a limit for a request head to arrive (slow clients cannot hold connections open by
+/// trickling headers), or HTTP/2 by preface or ALPN.
+pub fn connection_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
 }
 
 /// The next connection of `listener`. A failed accept (say, out of file descriptors) is

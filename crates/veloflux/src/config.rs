@@ -106,7 +106,7 @@ sections! {
     /// `[smtp]`: outgoing e-mail; without a host, e-mail goes to the outbox folder.
     RawSmtp { host, port, security, username, password, from }
     /// `[http]`: limits of every HTTP listener.
-    RawHttp { max_body_bytes, request_timeout }
+    RawHttp { max_body_bytes, request_timeout, header_timeout }
     /// `[bootstrap]`: the platform administrator created on first start.
     RawBootstrap { admin_email, admin_password }
     /// `[log]`
@@ -513,7 +513,9 @@ impl Config {
             }
         };
 
+        let header_timeout = positive("http.header_timeout", &raw.http.header_timeout, "30s")?;
         let edge = veloflux_edge::EdgeSettings {
+            header_timeout,
             connect_timeout: positive("edge.connect_timeout", &raw.edge.connect_timeout, "5s")?,
             response_timeout: positive("edge.response_timeout", &raw.edge.response_timeout, "60s")?,
             retries: u32::try_from(number("edge.retries", &raw.edge.retries, 1, 0, 5)?).unwrap_or(1),
@@ -609,6 +611,7 @@ impl Config {
             http: HttpLimits {
                 max_body_bytes,
                 request_timeout,
+                header_timeout,
             },
             bootstrap_admin,
             log_filter,
@@ -669,6 +672,7 @@ impl Config {
             "http": {
                 "max_body_bytes": self.http.max_body_bytes,
                 "request_timeout": format!("{}ms", self.http.request_timeout.as_millis()),
+                "header_timeout": format!("{}ms", self.http.header_timeout.as_millis()),
             },
             "bootstrap": {
                 "admin_email": self.bootstrap_admin.as_ref().map(|(email, _)| email.to_string()),

@@ -140,6 +140,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             &mut servers,
             api_listeners.take().unwrap_or_default(),
             &apps,
+            config.http.header_timeout,
             &shutdown_rx,
         );
     }
@@ -157,7 +158,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         }
     }
     if let Some(listeners) = api_listeners.take() {
-        spawn_http(&mut servers, listeners, &apps, &shutdown_rx);
+        spawn_http(&mut servers, listeners, &apps, config.http.header_timeout, &shutdown_rx);
     }
     {
         let (edge, shutdown, workers) = (Arc::clone(&edge), shutdown_rx.clone(), config.edge_workers);
@@ -229,6 +230,7 @@ fn spawn_http(
     servers: &mut JoinSet<(&'static str, std::io::Result<()>)>,
     listeners: Vec<(&'static str, TcpListener)>,
     apps: &[(&'static str, Router)],
+    header_timeout: std::time::Duration,
     shutdown: &watch::Receiver<bool>,
 ) {
     for (name, listener) in listeners {
@@ -237,7 +239,7 @@ fn spawn_http(
         };
         let shutdown = shutdown.clone();
         servers.spawn(async move {
-            serve_app(listener, app, shutdown).await;
+            serve_app(listener, app, header_timeout, shutdown).await;
             (name, Ok(()))
         });
     }
@@ -245,10 +247,15 @@ fn spawn_http(
 
 /// Serves `app` on `listener` (HTTP/1.1 and h2c, with upgrades) until `shutdown`, then drains
 /// the connections as the edge does.
-async fn serve_app(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::TokioIo;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let builder = veloflux_edge::connection_builder(header_timeout);
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -258,6 +265,7 @@ async fn serve_app(listener: TcpListener, app: Router, mut shutdown: watch::Rece
             accepted = veloflux_edge::accept(&listener) => accepted,
             () = &mut stop => break,
         };
+        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));

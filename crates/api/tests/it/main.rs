@@ -18,6 +18,7 @@ use veloflux_test_support::TestDatabase;
 const LIMITS: HttpLimits = HttpLimits {
     max_body_bytes: 4096,
     request_timeout: Duration::from_millis(200),
+    header_timeout: Duration::from_secs(30),
 };
 
 async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value, String) {

@@ -205,3 +205,29 @@ async fn http2_clients_are_served() {
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn clients_that_trickle_a_request_head_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[("VELOFLUX_HTTP__HEADER_TIMEOUT", "500ms")]);
+    for listener in ["edge_http", "api"] {
+        let mut stream = tokio::net::TcpStream::connect(server.listeners[listener])
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: slow.test\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{listener}: the connection stays open");
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "{listener}: closed before the timeout"
+        );
+    }
+    // A complete request in time is served as usual.
+    let health = client().get(server.url("api", "/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
