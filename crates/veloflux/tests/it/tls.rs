@@ -328,3 +328,46 @@ async fn certificates_are_checked_and_isolated_by_tenant() {
         );
     }
 }
+
+#[tokio::test]
+async fn ambiguous_framing_is_refused_over_tls_too() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("tls-framing@exemplo.com").await;
+    let app = upstream("app", Duration::ZERO).await;
+    setup(&server, &session, "app", "round_robin", "framing.test", &[(&app, 1)]).await;
+    let (chain, key, der) = issue(&["framing.test"], None);
+    let (status, created) = upload(&server, &session, json!({"certificate": chain, "private_key": key})).await;
+    assert_eq!(status, 201, "{created}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(der)).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.listeners["edge_https"])
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("framing.test").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(
+        b"POST / HTTP/1.1\r\nHost: framing.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: framing.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer, then the connection closes"
+    );
+    assert!(app.seen.lock().unwrap().is_empty(), "nothing reached the backend");
+}
