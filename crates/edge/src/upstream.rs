@@ -152,6 +152,8 @@ impl Upstream {
             Some(list) if list.len() < self.max_idle_per_backend => list.push(entry),
             Some(_) => {}
             None => {
+                // A new address: forget those whose connections are all gone (removed backends).
+                idle.retain(|_, list| !list.is_empty());
                 idle.insert(authority, vec![entry]);
             }
         }
