@@ -969,3 +969,66 @@ async fn each_pool_has_its_own_timeouts() {
         "changes apply live"
     );
 }
+
+/// The events of the log (target `veloflux::events`) as (name, tenant, data).
+fn published_events(server: &Server) -> Vec<(String, String, Value)> {
+    server
+        .log_text()
+        .lines()
+        .filter_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            (entry["message"] == "event published").then(|| {
+                (
+                    entry["event"].as_str().unwrap_or_default().to_owned(),
+                    entry["tenant_id"].as_str().unwrap_or_default().to_owned(),
+                    serde_json::from_str(entry["data"].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn configuration_changes_are_published_as_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let session = server.sign_up("events@exemplo.com").await;
+    let body = json!({"name": "evented", "health_check": {"enabled": false}});
+    assert_eq!(api(&server, &session, "POST", "/api/pools", body).await.0, 201);
+    let body = json!({"address": "127.0.0.1:9", "pool": "evented", "weight": 5});
+    let (_, backend) = api(&server, &session, "POST", "/api/backends", body).await;
+    let body = json!({"algorithm": "least_connections"});
+    assert_eq!(api(&server, &session, "PUT", "/api/pools/evented", body).await.0, 200);
+    let id = backend["id"].as_str().unwrap();
+    assert_eq!(
+        api(&server, &session, "DELETE", &format!("/api/backends/{id}"), json!({}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        api(&server, &session, "DELETE", "/api/pools/evented", json!({}))
+            .await
+            .0,
+        204
+    );
+
+    let events = published_events(&server);
+    let names: Vec<&str> = events.iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pool.created",
+            "backend.added",
+            "pool.updated",
+            "backend.removed",
+            "pool.deleted"
+        ]
+    );
+    assert!(events.iter().all(|(_, tenant, _)| tenant == &session.tenant_id));
+    assert_eq!(events[1].2["backend"]["address"], "127.0.0.1:9");
+    assert_eq!(events[1].2["backend"]["weight"], 5);
+    assert_eq!(events[2].2["pool"]["algorithm"], "least_connections");
+    assert_eq!(events[3].2["backend"]["id"], id);
+    assert_eq!(events[4].2["pool"]["name"], "evented");
+}
