@@ -1005,7 +1005,13 @@ async fn configuration_changes_are_published_as_events() {
         204
     );
 
-    let events = published_events(&server);
+    // The log is read from the process's stderr as it comes: wait (bounded) for the last line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut events = published_events(&server);
+    while events.len() < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        events = published_events(&server);
+    }
     let names: Vec<&str> = events.iter().map(|(name, _, _)| name.as_str()).collect();
     assert_eq!(
         names,
