@@ -126,17 +126,23 @@ impl Upstream {
     fn checkout(&self, authority: &str) -> Option<SendRequest<EdgeBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(authority)?;
-        while let Some(entry) = list.pop() {
-            if entry.since.elapsed() >= self.idle_timeout {
-                // Every older entry is older still.
-                list.clear();
-                return None;
+        // A connection handed back a moment ago may not be ready yet; it is kept, not closed.
+        let mut settling = Vec::new();
+        let found = loop {
+            match list.pop() {
+                None => break None,
+                Some(entry) if entry.since.elapsed() >= self.idle_timeout => {
+                    // Every older entry is older still.
+                    list.clear();
+                    break None;
+                }
+                Some(entry) if entry.sender.is_ready() => break Some(entry.sender),
+                Some(entry) if entry.sender.is_closed() => {}
+                Some(entry) => settling.push(entry),
             }
-            if entry.sender.is_ready() {
-                return Some(entry.sender);
-            }
-        }
-        None
+        };
+        list.extend(settling.into_iter().rev());
+        found
     }
 
     fn give_back(&self, authority: String, sender: SendRequest<EdgeBody>) {
