@@ -3,6 +3,7 @@
 #
 #   bash bench/edge.sh            throughput and latency, one core and all cores
 #   bash bench/edge.sh idle       memory held per idle keep-alive connection
+#   bash bench/edge.sh https      throughput and latency with TLS to the proxy (all cores)
 #
 # Every proxy forwards to the same upstream (an nginx serving 1 KiB) with keep-alive to it;
 # wrk drives each in alternating rounds and the table shows medians and ratios to VeloFlux.
@@ -31,6 +32,7 @@ VF="$PWD/target/release/veloflux"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 UPSTREAM=18080; NGINX=18081; HAPROXY=18082; CADDY=18083; VELOFLUX=18084; API=18085
+VELOFLUX_TLS=18086; NGINX_TLS=18087; HAPROXY_TLS=18088; VF_HTTPS="off"; TLS_CONFIG=
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k.txt"
 
 start_nginx() { # name config-body workers cpuset
@@ -54,7 +56,8 @@ start_all() { # workers cpuset-of-the-proxies cpuset-of-the-upstream
   local workers="$1" cpus="$2" upstream_cpus="$3"
   start_nginx upstream "server { listen 127.0.0.1:$UPSTREAM; location / { root $WORK; try_files /1k.txt =404; } }" 1 "$upstream_cpus"
   start_nginx proxy "upstream up { server 127.0.0.1:$UPSTREAM; keepalive 256; }
-    server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "$workers" "$cpus"
+    server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+    $TLS_CONFIG" "$workers" "$cpus"
   cat > "$WORK/haproxy.cfg" <<HAP
 global
   nbthread $workers
@@ -68,6 +71,7 @@ defaults
 frontend f
   bind 127.0.0.1:$HAPROXY
   default_backend b
+$( [ -n "$TLS_CONFIG" ] && printf 'frontend ft\n  bind 127.0.0.1:%s ssl crt %s\n  default_backend b\n' "$HAPROXY_TLS" "$WORK/both.pem" )
 backend b
   server s1 127.0.0.1:$UPSTREAM
 HAP
@@ -83,7 +87,7 @@ http://127.0.0.1:$CADDY {
 CADDY
   GOMAXPROCS="$workers" taskset -c "$cpus" caddy run --config "$WORK/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & PIDS+=($!)
   VELOFLUX_DATA_DIR="$WORK/vf" VELOFLUX_API_ADDR=127.0.0.1:$API VELOFLUX_ADMIN_ADDR=127.0.0.1:0 VELOFLUX_METRICS_ADDR=127.0.0.1:0 \
-    VELOFLUX_EDGE_HTTP_ADDR=127.0.0.1:$VELOFLUX VELOFLUX_EDGE_HTTPS_ADDR=off VELOFLUX_LOG=warn VELOFLUX_LOG_FORMAT=json \
+    VELOFLUX_EDGE_HTTP_ADDR=127.0.0.1:$VELOFLUX VELOFLUX_EDGE_HTTPS_ADDR=$VF_HTTPS VELOFLUX_LOG=warn VELOFLUX_LOG_FORMAT=json \
     VELOFLUX_ADMIN_EMAIL=bench@veloflux.local VELOFLUX_ADMIN_PASSWORD=bench-password-1 \
     VELOFLUX_RATE_LIMITS__FREE=1000000 VELOFLUX_EDGE__FREE_RPS=100000000 VELOFLUX_EDGE__FREE_CONCURRENCY=1000000 \
     VELOFLUX_EDGE__ACCESS_LOG=off taskset -c "$cpus" "$VF" serve >"$WORK/vf.log" 2>&1 & PIDS+=($!)
@@ -95,6 +99,10 @@ CADDY
   api /api/pools '{"name":"bench","algorithm":"round_robin","health_check":{"enabled":false}}' || true
   api /api/backends "{\"address\":\"127.0.0.1:$UPSTREAM\",\"pool\":\"bench\"}" || true
   api /api/routes '{"host":"127.0.0.1","pool":"bench"}' || true
+  if [ -n "$TLS_CONFIG" ]; then
+    api /api/routes '{"host":"localhost","pool":"bench"}' || true
+    api /api/certificates "$(python3 -c 'import json,sys; print(json.dumps({"certificate": open(sys.argv[1]).read(), "private_key": open(sys.argv[2]).read()}))' "$WORK/cert.pem" "$WORK/key.pem")" || true
+  fi
   sleep 1
   for port in $UPSTREAM $VELOFLUX $NGINX $HAPROXY $CADDY; do
     curl -fs -o /dev/null "http://127.0.0.1:$port/" || { echo "nothing answers on port $port" >&2; cat "$WORK/vf.log" >&2; exit 1; }
@@ -104,8 +112,9 @@ CADDY
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
 # wrk's summary -> "rps p50_ms p99_ms"
-measure() {
-  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/" 2>/dev/null | python3 -c '
+measure() { # port or URL
+  local url="$1"; case "$url" in http*) ;; *) url="http://127.0.0.1:$1/" ;; esac
+  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" 2>/dev/null | python3 -c '
 import re, sys
 text = sys.stdin.read()
 def ms(label):
@@ -181,6 +190,38 @@ PY
   stop_all
 }
 
+https() {
+  LOAD_CPUS="0-$(( $(nproc) - 1 ))"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/both.pem"
+  VF_HTTPS="127.0.0.1:$VELOFLUX_TLS"
+  TLS_CONFIG="server { listen 127.0.0.1:$NGINX_TLS ssl; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  start_all "$(nproc)" "$LOAD_CPUS" "$LOAD_CPUS"
+  declare -A RPS P50 P99
+  for round in $(seq 1 "$ROUNDS"); do
+    for entry in veloflux:$VELOFLUX_TLS nginx:$NGINX_TLS haproxy:$HAPROXY_TLS; do
+      read -r rps p50 p99 < <(measure "https://localhost:${entry#*:}/")
+      RPS[${entry%%:*}]+="$rps "; P50[${entry%%:*}]+="$p50 "; P99[${entry%%:*}]+="$p99 "
+    done
+  done
+  stop_all
+  python3 - "${RPS[veloflux]}" "${P50[veloflux]}" "${P99[veloflux]}" "${RPS[nginx]}" "${P50[nginx]}" "${P99[nginx]}" \
+    "${RPS[haproxy]}" "${P50[haproxy]}" "${P99[haproxy]}" <<'PY'
+import statistics, sys
+values = sys.argv[1:]
+rows = {}
+for i, name in enumerate(["veloflux", "nginx", "haproxy"]):
+    rows[name] = tuple(statistics.median(map(float, values[3 * i + k].split())) for k in range(3))
+vf = rows["veloflux"]
+print("\nHTTPS to the proxy, keep-alive (all cores; upstream and wrk share them)")
+print(f"{'proxy':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s vs VF':>14}{'p99 vs VF':>11}")
+for name, (rps, p50, p99) in rows.items():
+    print(f"{name:<20}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}{rps / vf[0]:>14.2f}{p99 / vf[2]:>11.2f}")
+PY
+}
+
 echo "VeloFlux edge benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -m)"
 case "$MODE" in
   throughput)
@@ -189,5 +230,6 @@ case "$MODE" in
     throughput "all cores ($(nproc) workers; upstream and wrk share them)" "$(nproc)" "0-$last" "0-$last"
     ;;
   idle) idle ;;
-  *) echo "usage: bash bench/edge.sh [throughput|idle]" >&2; exit 2 ;;
+  https) https ;;
+  *) echo "usage: bash bench/edge.sh [throughput|idle|https]" >&2; exit 2 ;;
 esac
